@@ -69,13 +69,13 @@ def info(path: PathLike, start: int | None = None, count: int | None = None) -> 
         return stream_info(read_stream_bytes(p))
     frames = resolve_frames(text, start, count)
     if len(frames) == 1 and start is None and count is None and p.is_file():
-        result = cloud_info(read_ply(frames[0].path))
+        result = cloud_info(read_ply(frames[0].path, allow_empty=True))
         result["path"] = str(frames[0].path)
         return result
     items = []
     for fr in frames:
         d = {"frame": fr.index, "path": str(fr.path)}
-        d.update(cloud_info(read_ply(fr.path)))
+        d.update(cloud_info(read_ply(fr.path, allow_empty=True)))
         items.append(d)
     return {"kind": "sequence", "count": len(items), "frames": items}
 
@@ -112,7 +112,7 @@ def convert(src: PathLike, dst: PathLike, fmt: str = "binary", point_type: str |
         out = dst if single else dst / fr.path.name
         if out.resolve() == fr.path.resolve():
             raise UsageError(f"{out}: output would overwrite its input")
-        write_ply(read_ply(fr.path), out, ply_fmt, point_type)
+        write_ply(read_ply(fr.path, allow_empty=True), out, ply_fmt, point_type)
         written.append(out)
     return written
 
@@ -182,12 +182,16 @@ def bdrate(anchor: PathLike, test: PathLike, metric: str = "d1_psnr", rate: str 
     ta, tt = read_rd_table(anchor), read_rd_table(test)
     ra, qa = _columns(ta, anchor, rate, metric)
     rt, qt = _columns(tt, test, rate, metric)
+    try:
+        bdr, bdp = bd_rate(ra, qa, rt, qt, method=method), bd_psnr(ra, qa, rt, qt, method=method)
+    except InputError as exc:  # say which file the curve came from
+        raise InputError(f"{anchor} (anchor) vs {test} (test), {metric} over {rate}: {exc}") from None
     return {
         "metric": metric,
         "rate": rate,
         "method": method,
-        "bd_rate_percent": bd_rate(ra, qa, rt, qt, method=method),
-        "bd_psnr_db": bd_psnr(ra, qa, rt, qt, method=method),
+        "bd_rate_percent": bdr,
+        "bd_psnr_db": bdp,
         "anchor_points": len(ra),
         "test_points": len(rt),
     }

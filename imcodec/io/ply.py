@@ -144,12 +144,17 @@ def _vertex_dtype(path: Path, el: _Element, endian: str) -> np.dtype:
 
 def _read_ascii_vertices(path: Path, data: bytes, body_start: int, elements: list[_Element],
                          vi: int, dtype: np.dtype) -> np.ndarray:
-    lines = data[body_start:].splitlines()
+    lines = [line for line in data[body_start:].splitlines() if line.strip()]  # blank lines carry nothing
     skip = sum(e.count for e in elements[:vi])  # one line per item in ascii PLY
     el = elements[vi]
     rows = lines[skip:skip + el.count]
     if len(rows) < el.count:
         raise InputError(f"{path}: header declares {el.count} vertices but the body has {max(len(rows), 0)} vertex lines")
+    if vi == len(elements) - 1:
+        surplus = len(lines) - skip - el.count
+        if surplus:
+            raise InputError(f"{path}: header/count mismatch: header declares {el.count} vertices, "
+                             f"the body has {el.count + surplus} lines")
     nprops = len(el.props)
     try:
         values = np.array(b" ".join(rows).split(), dtype=np.float64)
@@ -164,11 +169,12 @@ def _read_ascii_vertices(path: Path, data: bytes, body_start: int, elements: lis
     return out
 
 
-def read_ply(path: str | os.PathLike) -> PointCloud:
+def read_ply(path: str | os.PathLike, allow_empty: bool = False) -> PointCloud:
     """Read a PLY file into a :class:`PointCloud`.
 
     Raises InputError naming the file and the problem for anything malformed: missing file, not a PLY,
-    unknown type, truncated body, header/count mismatch, missing x/y/z, NaN/inf coordinates.
+    unknown type, truncated body, header/count mismatch, missing x/y/z, NaN/inf coordinates, and an
+    empty cloud unless ``allow_empty``.
     """
     path = Path(path)
     data = read_bytes(path, "PLY file")
@@ -198,6 +204,8 @@ def read_ply(path: str | os.PathLike) -> PointCloud:
             extra_rows = (len(data) - end) // dtype.itemsize
             raise InputError(f"{path}: header/count mismatch: header declares {el.count} vertices, "
                              f"the body holds at least {el.count + extra_rows}")
+    if el.count == 0 and not allow_empty:
+        raise InputError(f"{path}: empty point cloud (0 vertices)")
     return _to_cloud(path, verts, el)
 
 
@@ -286,20 +294,16 @@ def ply_bytes(cloud: PointCloud, fmt: PlyFormat = PlyFormat.binary, point_dtype:
 
 
 def _ascii_body(rec: np.ndarray) -> bytes:
+    """Text rows; integer-valued floats print as integers, others as their shortest round-trip repr."""
     if len(rec) == 0:
         return b""
     cols = []
     for n in rec.dtype.names:
         col = rec[n]
-        if col.dtype.kind == "f":
-            # shortest round-trip repr for floats; integers stay integers
-            cols.append(np.char.mod("%.17g" if col.dtype.itemsize == 8 else "%.9g", col))
-        else:
-            cols.append(col.astype(np.int64).astype(str))
-    lines = cols[0].astype(object)
-    for c in cols[1:]:
-        lines = lines + " " + c.astype(object)
-    return ("\n".join(lines.tolist()) + "\n").encode("ascii")
+        if col.dtype.kind == "f" and np.all(col == np.rint(col)) and np.all(np.abs(col) < 2.0 ** 53):
+            col = col.astype(np.int64)
+        cols.append(col.astype(str))
+    return ("\n".join(map(" ".join, zip(*cols))) + "\n").encode("ascii")
 
 
 def write_ply(cloud: PointCloud, path: str | os.PathLike, fmt: PlyFormat = PlyFormat.binary,

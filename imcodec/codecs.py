@@ -1,0 +1,119 @@
+"""The one codec interface and its registry.
+
+Every codec is a class registered by name with :func:`register_codec`. It codes one frame at a time
+into named components (``geometry``, ``attribute``, ``occupancy``, ...); the container
+(:mod:`imcodec.io.bitstream`) stores each component as a CRC-checked chunk of its frame, so codecs
+never see files and never import each other.
+
+    @register_codec("octree", codec_id=1)
+    class OctreeCodec:
+        config_type = OctreeConfig            # frozen dataclass of the codec's options
+        def stream_params(self, config) -> bytes: ...           # codec part of the global header
+        def encode_frame(self, cloud, config, state) -> FrameCode: ...
+        def decode_frame(self, components, params, state) -> PointCloud: ...
+
+``state`` is a per-stream dict the codec may use to carry decoded data between frames (inter coding);
+the decoder is given the same frames in the same order as the encoder, so both sides can mirror it.
+When frames are decoded out of order (``--frames 10:20``), ``state`` starts empty at the first
+requested frame; a codec that needs earlier frames says so with ``FrameCode.needs_previous``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from imcodec.errors import BitstreamError, UsageError
+from imcodec.types import PointCloud
+
+
+@dataclass(frozen=True, eq=False)
+class FrameCode:
+    """What a codec produces for one frame.
+
+    components: component name -> payload bytes (each becomes one chunk).
+    recon: the decoder's exact reconstruction (the decoder must return the same cloud).
+    needs_previous: True when decoding this frame needs the previous frame's state (inter coding).
+    """
+
+    components: dict[str, bytes]
+    recon: PointCloud
+    needs_previous: bool = False
+
+
+class Codec(Protocol):
+    name: str
+    codec_id: int
+    config_type: type
+
+    def stream_params(self, config: Any) -> bytes: ...
+
+    def encode_frame(self, cloud: PointCloud, config: Any, state: dict) -> FrameCode: ...
+
+    def decode_frame(self, components: dict[str, bytes], params: bytes, state: dict) -> PointCloud: ...
+
+
+@dataclass
+class _Registry:
+    by_name: dict[str, type] = field(default_factory=dict)
+    by_id: dict[int, type] = field(default_factory=dict)
+
+
+_REGISTRY = _Registry()
+# codec modules imported on first use (name -> module), so the CLI stays fast
+_MODULES = {
+    "octree": "imcodec.octree.codec",
+    "vpcc": "imcodec.vpcc.codec",
+}
+
+
+def register_codec(name: str, codec_id: int):
+    """Class decorator: register a codec under ``name`` and a stable numeric id (stored in streams)."""
+
+    def deco(cls):
+        if name in _REGISTRY.by_name or codec_id in _REGISTRY.by_id:
+            raise RuntimeError(f"codec {name!r} / id {codec_id} registered twice")
+        cls.name = name
+        cls.codec_id = codec_id
+        _REGISTRY.by_name[name] = cls
+        _REGISTRY.by_id[codec_id] = cls
+        return cls
+
+    return deco
+
+
+def _load_all() -> None:
+    import importlib
+
+    for name, module in _MODULES.items():
+        if name not in _REGISTRY.by_name:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+
+
+def codec_names() -> list[str]:
+    """Names of the available codecs."""
+    _load_all()
+    return sorted(_REGISTRY.by_name)
+
+
+def get_codec(name: str) -> Codec:
+    """A codec instance by name; UsageError naming the choices for an unknown name."""
+    _load_all()
+    cls = _REGISTRY.by_name.get(name)
+    if cls is None:
+        raise UsageError(f"unknown codec {name!r}; available: {', '.join(codec_names())}")
+    return cls()
+
+
+def codec_by_id(codec_id: int) -> Codec:
+    """A codec instance by the id stored in a stream; BitstreamError for an unknown id."""
+    _load_all()
+    cls = _REGISTRY.by_id.get(codec_id)
+    if cls is None:
+        raise BitstreamError(f"stream uses unknown codec id {codec_id}; this imcodec knows "
+                             f"{sorted(_REGISTRY.by_id)}")
+    return cls()

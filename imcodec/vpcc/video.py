@@ -1,0 +1,228 @@
+"""Video coding through ffmpeg: the only module of imcodec that starts processes.
+
+Frames go to ffmpeg as raw planes on stdin and the coded stream comes back on stdout (no temporary
+files): HEVC (libx265, raw Annex-B stream) with a fixed QP, lossless HEVC, or FFV1 (in a NUT
+container). Every process runs through :func:`run_command`, which turns a missing binary, a
+non-zero exit or a time-out into a :class:`~imcodec.errors.ToolError` carrying the binary, the
+command line and the tail of its stderr.
+
+The binary: ``$IMCODEC_FFMPEG`` if set, else ``ffmpeg`` on ``PATH`` when it has libx265, else the
+one bundled in the ``imageio-ffmpeg`` wheel.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+
+from imcodec.errors import BitstreamError, ToolError
+
+ENV_VAR = "IMCODEC_FFMPEG"
+TIMEOUT_S = 600.0
+_STDERR_TAIL = 2000
+
+# codec kinds stored in streams (stable numbers)
+CODECS = ("hevc", "hevc_lossless", "ffv1")
+# pixel formats stored in streams: name -> (planes, bytes per sample)
+PIX_FMTS = {"gray": 1, "gray10le": 2, "yuv420p": 1, "yuv420p10le": 2}
+PIX_FMT_IDS = ("gray", "gray10le", "yuv420p", "yuv420p10le")
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """How one video sub-stream is coded.
+
+    codec: "hevc" (lossy, fixed QP), "hevc_lossless" or "ffv1".
+    pix_fmt: "gray" / "gray10le" (one plane) or "yuv420p" / "yuv420p10le" (three planes).
+    qp: HEVC QP (0..51), ignored by the lossless codecs.
+    intra: every frame an I-frame; else frame k>0 is a P-frame predicted from frame k-1.
+    preset: x265 preset (speed / efficiency trade-off).
+    threads: worker threads given to the encoder and decoder.
+    """
+
+    codec: str = "hevc"
+    pix_fmt: str = "gray"
+    qp: int = 32
+    intra: bool = False
+    preset: str = "fast"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValueError(f"video codec must be one of {CODECS}, got {self.codec!r}")
+        if self.pix_fmt not in PIX_FMTS:
+            raise ValueError(f"pixel format must be one of {tuple(PIX_FMTS)}, got {self.pix_fmt!r}")
+        if not 0 <= self.qp <= 51:
+            raise ValueError(f"QP must be in 0..51, got {self.qp}")
+
+
+# ------------------------------------------------------------------------------------ processes
+
+def run_command(cmd: list[str], stdin: bytes | None = None, error: type = ToolError) -> bytes:
+    """Run ``cmd`` feeding ``stdin``; return its stdout.
+
+    A missing or unrunnable binary and a time-out raise ToolError; a non-zero exit raises ``error``
+    (ToolError by default; the decoder passes BitstreamError, since there the input is to blame).
+    The message names the binary, the command and the tail of stderr.
+    """
+    binary = cmd[0]
+    shown = shlex.join(cmd)
+    try:
+        proc = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise ToolError(f"{binary!r}: no such program (command: {shown}); install ffmpeg or point "
+                        f"${ENV_VAR} at one") from None
+    except PermissionError:
+        raise ToolError(f"{binary!r}: not executable (command: {shown})") from None
+    except OSError as exc:
+        raise ToolError(f"{binary!r}: cannot start ({exc.strerror}) (command: {shown})") from None
+    except subprocess.TimeoutExpired as exc:
+        tail = _tail(exc.stderr)
+        raise ToolError(f"{binary!r} timed out after {TIMEOUT_S:g} s (command: {shown}); "
+                        f"stderr: {tail}") from None
+    if proc.returncode != 0:
+        raise error(f"{binary!r} failed with exit code {proc.returncode} (command: {shown}); "
+                    f"stderr: {_tail(proc.stderr)}")
+    return proc.stdout
+
+
+def _tail(data: bytes | None) -> str:
+    text = (data or b"").decode("utf-8", "replace").strip()
+    if not text:
+        return "(empty)"
+    return text[-_STDERR_TAIL:].replace("\n", " | ")
+
+
+def ffmpeg_binary() -> str:
+    """The ffmpeg to use: $IMCODEC_FFMPEG, else a system ffmpeg with libx265, else imageio-ffmpeg's."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return env
+    system = shutil.which("ffmpeg")
+    if system and "libx265" in _encoders(system):
+        return system
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        if system:
+            return system
+        raise ToolError("no ffmpeg found: none on PATH, $IMCODEC_FFMPEG unset and imageio-ffmpeg "
+                        "not installed (pip install 'imcodec[video]')") from None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:
+        raise ToolError(f"imageio-ffmpeg has no usable ffmpeg binary: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _encoders(binary: str) -> str:
+    """The text of ``ffmpeg -encoders`` (cached per binary)."""
+    return run_command([binary, "-hide_banner", "-encoders"]).decode("utf-8", "replace")
+
+
+def _check_encoder(binary: str, name: str) -> None:
+    if f" {name} " not in _encoders(binary):
+        raise ToolError(f"{binary!r} has no {name} encoder (see '{binary} -encoders'); install an "
+                        f"ffmpeg built with it or point ${ENV_VAR} at one")
+
+
+# ---------------------------------------------------------------------------------- frame bytes
+
+def frames_to_bytes(frames: list[tuple[np.ndarray, ...]], pix_fmt: str) -> bytes:
+    """Raw video bytes of frames given as plane tuples: gray (Y,), yuv420p (Y, U, V).
+
+    Y: (H, W), U/V: (H/2, W/2); uint8 for 8-bit formats, uint16 (values < 1024) for 10-bit.
+    """
+    dtype = np.dtype("<u2") if PIX_FMTS[pix_fmt] == 2 else np.dtype(np.uint8)
+    parts = [np.ascontiguousarray(p, dtype=dtype).tobytes() for fr in frames for p in fr]
+    return b"".join(parts)
+
+
+def bytes_to_frames(data: bytes, pix_fmt: str, width: int, height: int) -> list[tuple[np.ndarray, ...]]:
+    """Inverse of :func:`frames_to_bytes`; BitstreamError when the size is not whole frames."""
+    dtype = np.dtype("<u2") if PIX_FMTS[pix_fmt] == 2 else np.dtype(np.uint8)
+    shapes = [(height, width)]
+    if pix_fmt.startswith("yuv420p"):
+        shapes += [(height // 2, width // 2)] * 2
+    frame_samples = sum(h * w for h, w in shapes)
+    frame_bytes = frame_samples * dtype.itemsize
+    if frame_bytes == 0 or len(data) % frame_bytes:
+        raise BitstreamError(f"decoded video has {len(data)} bytes, not a whole number of "
+                             f"{width}x{height} {pix_fmt} frames")
+    arr = np.frombuffer(data, dtype=dtype)
+    frames = []
+    pos = 0
+    for _ in range(len(data) // frame_bytes):
+        planes = []
+        for h, w in shapes:
+            planes.append(arr[pos:pos + h * w].reshape(h, w))
+            pos += h * w
+        frames.append(tuple(planes))
+    return frames
+
+
+# ------------------------------------------------------------------------------ encode / decode
+
+def encode_video(frames: list[tuple[np.ndarray, ...]], spec: VideoSpec) -> bytes:
+    """Code frames (plane tuples, see :func:`frames_to_bytes`) into one video stream."""
+    import ffmpeg  # ffmpeg-python, only builds the command line
+
+    if not frames:
+        raise ValueError("no frames to encode")
+    height, width = frames[0][0].shape
+    if width % 2 or height % 2:
+        raise ValueError(f"frame size must be even, got {width}x{height}")
+    binary = ffmpeg_binary()
+    src = ffmpeg.input("pipe:", format="rawvideo", pix_fmt=spec.pix_fmt, s=f"{width}x{height}")
+    if spec.codec == "ffv1":
+        _check_encoder(binary, "ffv1")
+        out = src.output("pipe:", format="nut", vcodec="ffv1", level=3, g=1, pix_fmt=spec.pix_fmt,
+                         threads=spec.threads, slicecrc=0, fflags="+bitexact")
+    else:
+        _check_encoder(binary, "libx265")
+        params = [f"log-level=error", f"pools={spec.threads}", "frame-threads=1", "bframes=0",
+                  "info=0", "aud=0", "hash=0", "open-gop=0"]
+        params.append("keyint=1" if spec.intra else f"keyint={max(2, len(frames))}")
+        params.append("min-keyint=1")
+        params.append("scenecut=0")
+        params.append("lossless=1" if spec.codec == "hevc_lossless" else f"qp={spec.qp}")
+        out = src.output("pipe:", format="hevc", vcodec="libx265", preset=spec.preset,
+                         pix_fmt=spec.pix_fmt, **{"x265-params": ":".join(params)})
+    cmd = out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=binary)
+    data = run_command(cmd, frames_to_bytes(frames, spec.pix_fmt))
+    if not data:
+        raise ToolError(f"{binary!r} produced an empty stream (command: {shlex.join(cmd)})")
+    return data
+
+
+def decode_video(data: bytes, codec: str, pix_fmt: str, width: int, height: int,
+                 n_frames: int, threads: int = 1) -> list[tuple[np.ndarray, ...]]:
+    """Decode a stream made by :func:`encode_video` into ``n_frames`` plane tuples.
+
+    A stream ffmpeg cannot decode, or one with the wrong number or size of frames, raises
+    BitstreamError; a missing or broken ffmpeg raises ToolError.
+    """
+    import ffmpeg
+
+    if codec not in CODECS or pix_fmt not in PIX_FMTS:
+        raise BitstreamError(f"unknown video coding {codec!r} / pixel format {pix_fmt!r}")
+    if not data:
+        raise BitstreamError("empty video sub-stream")
+    binary = ffmpeg_binary()
+    fmt = "nut" if codec == "ffv1" else "hevc"
+    src = ffmpeg.input("pipe:", format=fmt, threads=threads, err_detect="explode")
+    out = src.output("pipe:", format="rawvideo", pix_fmt=pix_fmt)
+    cmd = out.global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-xerror").compile(cmd=binary)
+    raw = run_command(cmd, data, error=BitstreamError)
+    frames = bytes_to_frames(raw, pix_fmt, width, height)
+    if len(frames) != n_frames:
+        raise BitstreamError(f"video sub-stream decoded to {len(frames)} frames of {width}x{height}, "
+                             f"expected {n_frames}")
+    return frames
