@@ -210,3 +210,14 @@ def test_fuzz_truncation_and_corruption(tmp_path, fmt, data):
     # survived: must be a consistent cloud; a binary truncation can never survive
     assert not (mode == "truncate" and fmt != PlyFormat.ascii)
     assert np.isfinite(cloud.points).all() and cloud.points.shape[1] == 3
+
+
+def test_written_file_has_umask_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_ply(_cloud(), tmp_path / "m.ply")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.ply").stat().st_mode & 0o777 == 0o644

@@ -32,11 +32,18 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual new-file mode
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -61,6 +68,13 @@ def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
         raise InputError(f"{path}: is a directory, expected a {what}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+@contextlib.contextmanager
+def temporary_directory(prefix: str = "imcodec-", base: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Yield a fresh private directory (under ``base`` or the system temp dir); removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=base) as name:
+        yield Path(name)
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:
