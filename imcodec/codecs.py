@@ -8,9 +8,19 @@ never see files and never import each other.
     @register_codec("octree", codec_id=1)
     class OctreeCodec:
         config_type = OctreeConfig            # frozen dataclass of the codec's options
+        @classmethod
+        def make_config(cls, options: dict) -> OctreeConfig: ...  # UsageError for unsupported options
         def stream_params(self, config) -> bytes: ...           # codec part of the global header
         def encode_frame(self, cloud, config, state) -> FrameCode: ...
-        def decode_frame(self, components, params, state) -> PointCloud: ...
+        def decode_frame(self, components, header, state) -> PointCloud: ...
+
+``make_config`` turns the CLI/API options dict (keys such as ``lossless``, ``scale``, ``attr_qp``,
+``rate``, ``gof``; a value of None means "not given") into the codec's config and raises
+:class:`UsageError` naming any option the codec does not support. The container's global header
+takes ``origin`` (3 floats, default 0), ``scale`` (float, default 1) and ``bit_depth`` (int or None)
+from the config when it has them; with no declared bit depth the header holds the largest
+``FrameCode.bit_depth``. ``decode_frame`` receives the parsed
+:class:`imcodec.io.bitstream.StreamHeader` (``header.params`` are the codec's own bytes).
 
 ``state`` is a per-stream dict the codec may use to carry decoded data between frames (inter coding);
 the decoder is given the same frames in the same order as the encoder, so both sides can mirror it.
@@ -34,11 +44,13 @@ class FrameCode:
     components: component name -> payload bytes (each becomes one chunk).
     recon: the decoder's exact reconstruction (the decoder must return the same cloud).
     needs_previous: True when decoding this frame needs the previous frame's state (inter coding).
+    bit_depth: bits of the frame's coordinate grid (coded positions < 2**bit_depth), for the header.
     """
 
     components: dict[str, bytes]
     recon: PointCloud
     needs_previous: bool = False
+    bit_depth: int = 0
 
 
 class Codec(Protocol):
@@ -46,11 +58,14 @@ class Codec(Protocol):
     codec_id: int
     config_type: type
 
+    @classmethod
+    def make_config(cls, options: dict[str, Any]) -> Any: ...
+
     def stream_params(self, config: Any) -> bytes: ...
 
     def encode_frame(self, cloud: PointCloud, config: Any, state: dict) -> FrameCode: ...
 
-    def decode_frame(self, components: dict[str, bytes], params: bytes, state: dict) -> PointCloud: ...
+    def decode_frame(self, components: dict[str, bytes], header: Any, state: dict) -> PointCloud: ...
 
 
 @dataclass
@@ -117,3 +132,18 @@ def codec_by_id(codec_id: int) -> Codec:
         raise BitstreamError(f"stream uses unknown codec id {codec_id}; this imcodec knows "
                              f"{sorted(_REGISTRY.by_id)}")
     return cls()
+
+
+def codec_name_for_id(codec_id: int) -> str:
+    """The registered name of a codec id, or ``"unknown (id N)"`` (for describing streams)."""
+    _load_all()
+    cls = _REGISTRY.by_id.get(codec_id)
+    return cls.name if cls is not None else f"unknown (id {codec_id})"
+
+
+def reject_unsupported(codec: str, options: dict[str, Any], supported: set[str]) -> None:
+    """UsageError naming the options (given, i.e. not None/False) that ``codec`` does not support."""
+    bad = sorted(k for k, v in options.items() if v is not None and v is not False and k not in supported)
+    if bad:
+        flags = ", ".join("--" + k.replace("_", "-") for k in bad)
+        raise UsageError(f"codec {codec!r} does not support {flags}")

@@ -19,7 +19,6 @@ from imcodec.entropy.models import (
     mix_update,
     new_apm,
     new_counters,
-    new_mixer,
     squash,
     stretch,
 )
@@ -200,7 +199,7 @@ def test_mixer_trusts_the_informative_input():
     bits = rng.integers(0, 2, n)
     good = np.where(bits == 1, 60000, 5536).astype(np.int64)  # right 92% confident
     bad = rng.integers(1000, 64000, n).astype(np.int64)  # noise
-    cost, w_good, w_bad = _mix_cost(bits, good, bad, 6)
+    cost, w_good, w_bad = _mix_cost(bits, good, bad, 24)
     assert cost < 0.2  # better than the good input alone (0.12 bits) plus a little learning
     assert w_good > abs(w_bad) * 3
 
@@ -209,11 +208,11 @@ def test_apm_starts_at_identity_and_corrects_a_biased_input():
     a = new_apm(2)
     slot = np.zeros(2, dtype=np.int64)
     for p in (3000, 32768, 60000):
-        assert abs(apm_predict(a, 1, p, slot) - p) < 0.03 * 65536
+        assert abs(apm_predict(a, 1, p, slot, 0) - p) < 0.03 * 65536
     rng = np.random.default_rng(9)
     bits = (rng.random(5000) < 0.9).astype(np.int64)  # truth 0.9, input claims 0.5
     slot = np.zeros(2, dtype=np.int64)
     for b in bits:
-        apm_predict(a, 0, 32768, slot)
-        apm_update(a, slot, b, 5)
-    assert abs(apm_predict(a, 0, 32768, slot) / 65536 - 0.9) < 0.05
+        apm_predict(a, 0, 32768, slot, 0)
+        apm_update(a, slot, 0, b, 5)
+    assert abs(apm_predict(a, 0, 32768, slot, 0) / 65536 - 0.9) < 0.05

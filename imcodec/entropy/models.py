@@ -16,13 +16,14 @@ Mixer (PAQ-style, Mahoney 2005)
     ``w = new_mixer(n_sets, n_inputs)``: (n_sets, n_inputs) int32 weights (16.16 fixed point).
     ``p = mix_predict(w, s, x, n)`` dots the stretched inputs ``x[:n]`` (int32) with weight set ``s``
     and returns a 16-bit probability; ``mix_update(w, s, x, n, p, bit, lr)`` does the gradient step
-    (``lr`` ~ 2..24; larger = faster).
+    (``lr`` ~ 1..32; larger = faster; 2..6 suits
+    slowly varying sources).
 
 APM / SSE (secondary estimation)
     ``a = new_apm(n_ctx)``: (n_ctx, 33) uint16 interpolation tables, initialised to the identity.
-    ``p = apm_predict(a, ctx, p16, slot)`` refines a probability given a context (``slot`` is an
-    int64 (2,) scratch array remembering the cell for the update);
-    ``apm_update(a, slot, bit, rate)`` (rate 5..7: larger = slower).
+    ``p = apm_predict(a, ctx, p16, slot, k)`` refines a probability given a context (``slot[k:k+2]``
+    of an int64 scratch array remembers the cell for the update);
+    ``apm_update(a, slot, k, bit, rate)`` (rate 5..7: larger = slower).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def mix_update(w, s, x, n, p16, bit, lr):
     """One gradient step of weight set ``s`` after coding ``bit`` with mixed probability ``p16``."""
     err = ((np.int64(bit) << 16) - p16) * lr
     for i in range(n):
-        v = np.int64(w[s, i]) + ((np.int64(x[i]) * err) >> 14)
+        v = np.int64(w[s, i]) + ((np.int64(x[i]) * err) >> 16)
         if v > 0x7FFFFF:
             v = 0x7FFFFF
         elif v < -0x7FFFFF:
@@ -145,13 +146,14 @@ def new_apm(n_ctx: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def apm_predict(a, ctx, p16, slot):
-    """Refined 16-bit probability of ``p16`` in context ``ctx``; remembers the cell in ``slot``."""
+def apm_predict(a, ctx, p16, slot, k):
+    """Refined 16-bit probability of ``p16`` in context ``ctx``; remembers the cell in
+    ``slot[k:k + 2]`` (an int64 scratch array) for :func:`apm_update`."""
     s = stretch(p16) + 2048  # 1..4095
     lo = s >> 7  # 0..31
     wt = s & 127
-    slot[0] = ctx * 33 + lo
-    slot[1] = wt
+    slot[k] = ctx
+    slot[k + 1] = (lo << 7) | wt
     r = (np.int64(a[ctx, lo]) * (128 - wt) + np.int64(a[ctx, lo + 1]) * wt) >> 7
     if r < 1:
         r = 1
@@ -161,15 +163,16 @@ def apm_predict(a, ctx, p16, slot):
 
 
 @njit(cache=True)
-def apm_update(a, slot, bit, rate):
-    """Move the two cells used by the last :func:`apm_predict` toward ``bit`` (rate 5..7)."""
-    flat = a.reshape(-1)
-    i = slot[0]
-    wt = slot[1]
+def apm_update(a, slot, k, bit, rate):
+    """Move the two cells used by the last :func:`apm_predict` (``slot[k:k + 2]``) toward ``bit``
+    (rate 5..7: larger = slower)."""
+    ctx = slot[k]
+    lo = slot[k + 1] >> 7
+    wt = slot[k + 1] & 127
     target = (np.int64(bit) << 16) - bit  # 0 or 65535
-    v = np.int64(flat[i])
+    v = np.int64(a[ctx, lo])
     v += ((target - v) * (128 - wt)) >> (rate + 7)
-    flat[i] = np.uint16(min(65535, max(1, v)))
-    v = np.int64(flat[i + 1])
+    a[ctx, lo] = np.uint16(min(65535, max(1, v)))
+    v = np.int64(a[ctx, lo + 1])
     v += ((target - v) * wt) >> (rate + 7)
-    flat[i + 1] = np.uint16(min(65535, max(1, v)))
+    a[ctx, lo + 1] = np.uint16(min(65535, max(1, v)))

@@ -18,8 +18,9 @@ quantisation of the orthonormal coefficient after transform-domain prediction.
 
 Also here: the integer variant used by lossless mode (weighted S-transform lifting: ``d = vb - va``,
 ``L = va + floor(d·wb / (wa + wb))``, exactly invertible), BT.709 RGB <-> YCbCr and the reversible
-YCoCg-R colour transform. Everything is a module-level ``@njit(cache=True)`` kernel on contiguous
-arrays; validation happens in :mod:`imcodec.octree.attributes`.
+YCoCg-R colour transform. The prediction that the codec subtracts in the transform domain lives in
+:mod:`imcodec.octree.raht_predict`. Everything is a module-level ``@njit(cache=True)`` kernel on
+contiguous arrays; validation happens in :mod:`imcodec.octree.attributes`.
 """
 
 from __future__ import annotations
@@ -27,69 +28,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-MAX_COORD_BITS = 21  # Morton codes of three 21-bit coordinates fit in an int64
+from imcodec.octree.morton import MAX_BITS as MAX_COORD_BITS
+from imcodec.octree.morton import _compact, _spread, morton_encode
 
-# The 19 prediction neighbours of a node (G-PCC's choice): itself, 6 face and 12 edge neighbours.
-# Columns: dx, dy, dz, kind (0 = the node itself, 1 = face, 2 = edge).
-_NB = []
-for _dx in (-1, 0, 1):
-    for _dy in (-1, 0, 1):
-        for _dz in (-1, 0, 1):
-            _k = abs(_dx) + abs(_dy) + abs(_dz)
-            if _k <= 2:
-                _NB.append((_dx, _dy, _dz, _k))
-_NB.sort(key=lambda t: (t[3], t))
-NEIGHBOURS = np.array(_NB, dtype=np.int64)  # (19, 4)
-
-
-def _child_masks() -> np.ndarray:
-    """(19,) int64: bit j set when child j (bits x<<2 | y<<1 | z) of a node touches neighbour i."""
-    masks = np.zeros(len(_NB), dtype=np.int64)
-    for i, (dx, dy, dz, _) in enumerate(_NB):
-        for j in range(8):
-            cx, cy, cz = (j >> 2) & 1, (j >> 1) & 1, j & 1
-            ok = all(d == 0 or (d < 0 and c == 0) or (d > 0 and c == 1)
-                     for d, c in ((dx, cx), (dy, cy), (dz, cz)))
-            if ok:
-                masks[i] |= 1 << j
-    return masks
-
-
-NEIGHBOUR_CHILD_MASKS = _child_masks()
+__all__ = ["MAX_COORD_BITS", "morton_encode", "is_sorted", "encode_xyz", "decode_xyz", "build_tree",
+           "rgb_to_ycbcr", "ycbcr_to_rgb_u8", "rgb_to_ycocg", "ycocg_to_rgb", "block_layout",
+           "block_forward", "block_inverse", "block_forward_int", "block_inverse_int",
+           "node_means", "tree_forward", "tree_inverse"]
 
 # --------------------------------------------------------------------------------- Morton codes
-
-
-@njit(cache=True)
-def _spread3(v):
-    v = v & 0x1FFFFF
-    v = (v | (v << 32)) & 0x1F00000000FFFF
-    v = (v | (v << 16)) & 0x1F0000FF0000FF
-    v = (v | (v << 8)) & 0x100F00F00F00F00F
-    v = (v | (v << 4)) & 0x10C30C30C30C30C3
-    v = (v | (v << 2)) & 0x1249249249249249
-    return v
-
-
-@njit(cache=True)
-def _compact3(v):
-    v = v & 0x1249249249249249
-    v = (v | (v >> 2)) & 0x10C30C30C30C30C3
-    v = (v | (v >> 4)) & 0x100F00F00F00F00F
-    v = (v | (v >> 8)) & 0x1F0000FF0000FF
-    v = (v | (v >> 16)) & 0x1F00000000FFFF
-    v = (v | (v >> 32)) & 0x1FFFFF
-    return v
-
-
-@njit(cache=True)
-def morton_codes(pos):
-    """pos: (N, 3) int64 in [0, 2**21) -> (N,) int64 codes, bit 3i+2 = x_i, 3i+1 = y_i, 3i = z_i."""
-    n = pos.shape[0]
-    out = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        out[i] = (_spread3(pos[i, 0]) << 2) | (_spread3(pos[i, 1]) << 1) | _spread3(pos[i, 2])
-    return out
 
 
 @njit(cache=True)
@@ -103,14 +50,14 @@ def is_sorted(codes):
 
 @njit(cache=True)
 def encode_xyz(x, y, z):
-    """Morton code of one cell (ints, non-negative, < 2**21)."""
-    return (_spread3(x) << 2) | (_spread3(y) << 1) | _spread3(z)
+    """Morton code of one cell (ints, non-negative, < 2**21), as :func:`morton_encode`."""
+    return (_spread(x) << 2) | (_spread(y) << 1) | _spread(z)
 
 
 @njit(cache=True)
 def decode_xyz(code):
     """Inverse of :func:`encode_xyz`: (x, y, z)."""
-    return _compact3(code >> 2), _compact3(code >> 1), _compact3(code)
+    return _compact(code >> 2), _compact(code >> 1), _compact(code)
 
 
 # ------------------------------------------------------------------------------------ the tree
@@ -173,68 +120,6 @@ def build_tree(codes):
     return node_code, node_weight, child_first, child_count, level_start
 
 
-# ----------------------------------------------------------------------------- neighbour lookup
-
-
-@njit(cache=True)
-def _hash_slot(key, bits):
-    x = key * -7046029254386353131  # 0x9E3779B97F4A7C15, wraps
-    return (x >> (64 - bits)) & ((1 << bits) - 1)
-
-
-@njit(cache=True)
-def hash_level(node_code, start, end):
-    """Open-addressing table of the nodes [start, end): (table int64 of node indices or -1, bits)."""
-    n = end - start
-    bits = 4
-    while (1 << bits) < 2 * n:
-        bits += 1
-    table = np.full(1 << bits, -1, dtype=np.int64)
-    mask = (1 << bits) - 1
-    for i in range(start, end):
-        h = _hash_slot(node_code[i], bits)
-        while table[h] != -1:
-            h = (h + 1) & mask
-        table[h] = i
-    return table, bits
-
-
-@njit(cache=True)
-def hash_find(table, bits, node_code, key):
-    """Index of the node with code ``key`` in a :func:`hash_level` table, or -1."""
-    mask = (1 << bits) - 1
-    h = _hash_slot(key, bits)
-    while True:
-        j = table[h]
-        if j == -1 or node_code[j] == key:
-            return j
-        h = (h + 1) & mask
-
-
-@njit(cache=True)
-def find_neighbours(node_code, table, bits, p, nb, out):
-    """Fill out (19,) int64 with the node indices of the neighbours of node p (or -1); return count.
-
-    nb: (19, 4) NEIGHBOURS. out[0] = p. The count excludes p itself.
-    """
-    x, y, z = decode_xyz(node_code[p])
-    out[0] = p
-    lim = (1 << MAX_COORD_BITS) - 1
-    cnt = 0
-    for i in range(1, nb.shape[0]):
-        nx = x + nb[i, 0]
-        ny = y + nb[i, 1]
-        nz = z + nb[i, 2]
-        if nx < 0 or ny < 0 or nz < 0 or nx > lim or ny > lim or nz > lim:
-            out[i] = -1
-            continue
-        j = hash_find(table, bits, node_code, encode_xyz(nx, ny, nz))
-        out[i] = j
-        if j >= 0:
-            cnt += 1
-    return cnt
-
-
 # -------------------------------------------------------------------------------- colour spaces
 
 
@@ -268,7 +153,7 @@ def ycbcr_to_rgb_u8(ycc):
         g = (y - 0.2126 * r - 0.0722 * b) / 0.7152
         for k, v in enumerate((r, g, b)):
             v = np.floor(v + 0.5)
-            out[i, k] = 0 if v < 0.0 else (255 if v > 255.0 else int(v))
+            out[i, k] = int(v) if 0.0 <= v <= 255.0 else (255 if v > 255.0 else 0)  # NaN -> 0
     return out
 
 
@@ -425,3 +310,128 @@ def block_inverse_int(v8, ne, ev_a, ev_b, ev_wa, ev_wb, ev_kind, d):
             va = v8[a, k] - (d[nc, k] * wb) // w
             v8[a, k] = va
             v8[b, k] = va + d[nc, k]
+
+
+
+# ----------------------------------------------------------------- whole-tree transform (plain)
+
+
+@njit(cache=True)
+def node_means(node_weight, child_first, child_count, level_start, pvals):
+    """(T, 3) float64 mean of pvals ((N, 3) float64, tree order) over the points below each node."""
+    t = node_weight.shape[0]
+    s = np.zeros((t, 3), dtype=np.float64)
+    for i in range(level_start[1]):
+        for c in range(child_first[i], child_first[i] + child_count[i]):
+            for k in range(3):
+                s[i, k] += pvals[c, k]
+    for i in range(level_start[1], t):
+        for c in range(child_first[i], child_first[i] + child_count[i]):
+            for k in range(3):
+                s[i, k] += s[c, k]
+    for i in range(t):
+        for k in range(3):
+            s[i, k] /= node_weight[i]
+    return s
+
+
+@njit(cache=True)
+def tree_forward(node_code, node_weight, child_first, child_count, level_start, mean, pvals,
+                 coefs, gains):
+    """Plain RAHT of a whole tree (no prediction, no quantisation), coefficients top-down.
+
+    mean: (T, 3) float64 node means of pvals ((N, 3) float64, tree order). Fills coefs (N - 1, 3)
+    with the orthonormal high-pass coefficients g·d, block by block from the root down and then the
+    duplicate chains of the leaves, and gains (N - 1,) with their g. Returns the DC ((3,) float64,
+    sqrt(N)·mean).
+    """
+    depth = level_start.shape[0] - 2
+    root = level_start[depth]
+    w8 = np.zeros(8, dtype=np.int64)
+    m8 = np.zeros((8, 3), dtype=np.float64)
+    ea = np.zeros(7, dtype=np.int64)
+    eb = np.zeros(7, dtype=np.int64)
+    ewa = np.zeros(7, dtype=np.int64)
+    ewb = np.zeros(7, dtype=np.int64)
+    ek = np.zeros(7, dtype=np.int64)
+    d = np.zeros((7, 3), dtype=np.float64)
+    n = 0
+    for lev in range(depth, 0, -1):
+        for p in range(level_start[lev], level_start[lev + 1]):
+            w8[:] = 0
+            for c in range(child_first[p], child_first[p] + child_count[p]):
+                j = node_code[c] & 7
+                w8[j] = node_weight[c]
+                m8[j] = mean[c]
+            ne = block_layout(w8, ea, eb, ewa, ewb, ek)
+            nc = block_forward(m8, ne, ea, eb, ewa, ewb, ek, d)
+            ci = 0
+            for e in range(ne):
+                if ek[e] == 1:
+                    g = np.sqrt(ewa[e] * ewb[e] / float(ewa[e] + ewb[e]))
+                    gains[n] = g
+                    for k in range(3):
+                        coefs[n, k] = g * d[ci, k]
+                    ci += 1
+                    n += 1
+    for leaf in range(level_start[1]):
+        cf = child_first[leaf]
+        run = pvals[cf].copy()
+        for j in range(1, child_count[leaf]):
+            g = np.sqrt(j / (j + 1.0))
+            gains[n] = g
+            for k in range(3):
+                dd = pvals[cf + j, k] - run[k]
+                coefs[n, k] = g * dd
+                run[k] += dd / (j + 1)
+            n += 1
+    return np.sqrt(float(node_weight[root])) * mean[root]
+
+
+@njit(cache=True)
+def tree_inverse(node_code, node_weight, child_first, child_count, level_start, dc, coefs, out):
+    """Inverse of :func:`tree_forward`: out (N, 3) float64 receives the point values (tree order)."""
+    depth = level_start.shape[0] - 2
+    root = level_start[depth]
+    rec = np.zeros((node_code.shape[0], 3), dtype=np.float64)
+    rec[root] = dc / np.sqrt(float(node_weight[root]))
+    w8 = np.zeros(8, dtype=np.int64)
+    m8 = np.zeros((8, 3), dtype=np.float64)
+    ea = np.zeros(7, dtype=np.int64)
+    eb = np.zeros(7, dtype=np.int64)
+    ewa = np.zeros(7, dtype=np.int64)
+    ewb = np.zeros(7, dtype=np.int64)
+    ek = np.zeros(7, dtype=np.int64)
+    d = np.zeros((7, 3), dtype=np.float64)
+    n = 0
+    for lev in range(depth, 0, -1):
+        for p in range(level_start[lev], level_start[lev + 1]):
+            w8[:] = 0
+            for c in range(child_first[p], child_first[p] + child_count[p]):
+                w8[node_code[c] & 7] = node_weight[c]
+            ne = block_layout(w8, ea, eb, ewa, ewb, ek)
+            ci = 0
+            for e in range(ne):
+                if ek[e] == 1:
+                    g = np.sqrt(ewa[e] * ewb[e] / float(ewa[e] + ewb[e]))
+                    for k in range(3):
+                        d[ci, k] = coefs[n, k] / g
+                    ci += 1
+                    n += 1
+            m8[0] = rec[p]
+            block_inverse(m8, ne, ea, eb, ewa, ewb, ek, d)
+            for c in range(child_first[p], child_first[p] + child_count[p]):
+                rec[c] = m8[node_code[c] & 7]
+    for leaf in range(level_start[1]):
+        cf = child_first[leaf]
+        cc = child_count[leaf]
+        first = n
+        n += cc - 1
+        for k in range(3):
+            m = rec[leaf, k]
+            for j in range(cc - 1, 0, -1):
+                dd = coefs[first + j - 1, k] / np.sqrt(j / (j + 1.0))
+                prev = m - dd / (j + 1)
+                out[cf + j, k] = prev + dd
+                m = prev
+            out[cf, k] = m

@@ -1,0 +1,179 @@
+"""The octree codec ("octree", id 1): G-PCC-style geometry (:mod:`imcodec.octree.geometry`) and RAHT
+colour (:mod:`imcodec.octree.attributes`) for one frame at a time.
+
+Positions are quantised as TMC13's positionQuantizationScale does: ``q = round((p - origin) * scale)``
+(halves away from zero) and decoded as ``q / scale + origin``. Lossless mode keeps integer positions
+exactly, duplicates included; lossy mode merges the points that fall into one voxel (their colours
+are averaged). Components per frame: ``geometry`` and, for clouds with colour, ``attribute``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from imcodec.codecs import FrameCode, register_codec, reject_unsupported
+from imcodec.errors import BitstreamError, InputError, UsageError
+from imcodec.octree.morton import MAX_BITS
+from imcodec.types import PointCloud
+
+DEFAULT_ATTR_QP = 28
+_PARAMS = struct.Struct("<BBB")  # version, flags, attribute QP
+_PARAMS_VERSION = 1
+_FLAG_LOSSLESS, _FLAG_LOSSLESS_COLOR = 1, 2
+_OPTIONS = {"lossless", "scale", "attr_qp", "lossless_color", "bit_depth"}
+
+
+@dataclass(frozen=True)
+class OctreeConfig:
+    """Options of the octree codec.
+
+    lossless: exact integer positions, duplicates kept (scale must be 1).
+    scale: positionQuantizationScale for lossy geometry (0 < scale <= 16).
+    attr_qp: colour QP (G-PCC scale, 4..51; step 2**((QP - 4) / 6)); lossless_color codes colour exactly.
+    bit_depth: declared input bit depth (coordinates must be < 2**bit_depth), None = from the data.
+    origin: subtracted before quantisation; coordinates below it are an input error.
+    """
+
+    lossless: bool = True
+    scale: float = 1.0
+    attr_qp: int = DEFAULT_ATTR_QP
+    lossless_color: bool = False
+    bit_depth: int | None = None
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.scale, numbers.Real) and math.isfinite(self.scale) and 0 < self.scale <= 16):
+            raise UsageError(f"--scale must be a number in (0, 16], got {self.scale!r}")
+        if self.lossless and self.scale != 1:
+            raise UsageError(f"--lossless keeps positions exactly; it cannot be combined with --scale {self.scale}")
+        if isinstance(self.attr_qp, bool) or not isinstance(self.attr_qp, numbers.Integral) or not 4 <= self.attr_qp <= 51:
+            raise UsageError(f"--attr-qp must be an integer in 4..51, got {self.attr_qp!r}")
+        if self.bit_depth is not None and not (isinstance(self.bit_depth, numbers.Integral) and 1 <= self.bit_depth <= MAX_BITS):
+            raise UsageError(f"--bits must be in 1..{MAX_BITS}, got {self.bit_depth!r}")
+
+
+@register_codec("octree", codec_id=1)
+class OctreeCodec:
+    """Octree geometry + RAHT colour, one frame at a time (intra only)."""
+
+    config_type = OctreeConfig
+
+    @classmethod
+    def make_config(cls, options: dict[str, Any]) -> OctreeConfig:
+        """Config from CLI/API options; UsageError for options this codec does not have."""
+        reject_unsupported("octree", options, _OPTIONS)
+        scale = options.get("scale")
+        lossless = options.get("lossless")
+        if scale is not None and lossless:
+            raise UsageError("--lossless and --scale exclude each other")
+        kw: dict[str, Any] = {"lossless": scale is None}
+        if scale is not None:
+            kw["scale"] = float(scale)
+        if options.get("attr_qp") is not None:
+            kw["attr_qp"] = options["attr_qp"]
+        if options.get("lossless_color"):
+            kw["lossless_color"] = True
+        if options.get("bit_depth") is not None:
+            kw["bit_depth"] = options["bit_depth"]
+        return OctreeConfig(**kw)
+
+    def stream_params(self, config: OctreeConfig) -> bytes:
+        flags = (_FLAG_LOSSLESS if config.lossless else 0) | (_FLAG_LOSSLESS_COLOR if config.lossless_color else 0)
+        return _PARAMS.pack(_PARAMS_VERSION, flags, int(config.attr_qp))
+
+    def encode_frame(self, cloud: PointCloud, config: OctreeConfig, state: dict) -> FrameCode:
+        from imcodec.octree.geometry import encode_geometry
+
+        q, depth = quantize(cloud.points, config)
+        payload, order, mult = encode_geometry(q, keep_duplicates=config.lossless)
+        starts = np.cumsum(mult) - mult
+        vox = q[order][starts] if len(q) else np.zeros((0, 3), np.int64)
+        pos = np.repeat(vox, mult, axis=0) if config.lossless else vox
+        components = {"geometry": payload}
+        colors = None
+        if cloud.colors is not None:
+            from imcodec.octree.attributes import encode_colors_and_reconstruct
+
+            if cloud.colors.dtype != np.uint8:
+                raise InputError(f"the octree codec codes 8-bit colour; this cloud has {cloud.colors.dtype} colours")
+            col = cloud.colors[order]
+            if not config.lossless and len(col):
+                sums = np.add.reduceat(col.astype(np.int64), starts, axis=0)
+                col = ((2 * sums + mult[:, None]) // (2 * mult[:, None])).astype(np.uint8)  # rounded mean
+            components["attribute"], colors = encode_colors_and_reconstruct(
+                pos, col, config.attr_qp, config.lossless_color)
+        recon = PointCloud(points=dequantize(pos, config.scale, config.origin), colors=colors,
+                           point_dtype="float32" if config.lossless else "float64")
+        return FrameCode(components, recon, bit_depth=depth)
+
+    def decode_frame(self, components: dict[str, bytes], header: Any, state: dict) -> PointCloud:
+        from imcodec.octree.geometry import decode_geometry
+
+        if len(header.params) != _PARAMS.size or header.params[0] != _PARAMS_VERSION:
+            raise BitstreamError(f"octree stream parameters ({len(header.params)} bytes) are not version "
+                                 f"{_PARAMS_VERSION}")
+        extra = set(components) - {"geometry", "attribute"}
+        if "geometry" not in components or extra:
+            raise BitstreamError(f"octree frame has components {sorted(components)}; expected geometry "
+                                 "(+ attribute)")
+        vox, counts = decode_geometry(components["geometry"], header.max_points)
+        pos = np.repeat(vox, counts, axis=0)
+        colors = None
+        if "attribute" in components:
+            from imcodec.octree.attributes import decode_colors
+
+            colors = decode_colors(pos, components["attribute"])
+        lossless = bool(header.params[1] & _FLAG_LOSSLESS)
+        return PointCloud(points=dequantize(pos, header.scale, header.origin), colors=colors,
+                          point_dtype="float32" if lossless else "float64")
+
+
+def quantize(points: np.ndarray, config: OctreeConfig) -> tuple[np.ndarray, int]:
+    """Integer positions (N, 3) int64 of (N, 3) float64 ``points`` and the input's bit depth.
+
+    InputError for non-finite or negative (below the origin) coordinates, coordinates beyond the
+    declared bit depth, and non-integer coordinates in lossless mode.
+    """
+    pts = np.asarray(points, dtype=np.float64) - np.asarray(config.origin, dtype=np.float64)
+    if len(pts) == 0:
+        return np.zeros((0, 3), np.int64), config.bit_depth or 1
+    bad = ~np.isfinite(pts).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"point {i} has a non-finite coordinate {points[i].tolist()}")
+    if pts.min() < 0:
+        i = int(np.argmin(pts.min(axis=1)))
+        raise InputError(f"point {i} has a negative coordinate {points[i].tolist()}; the octree codec "
+                         "needs coordinates >= 0")
+    top = float(pts.max())
+    limit = 1 << (config.bit_depth or MAX_BITS)
+    if top >= limit:
+        i = int(np.argmax(pts.max(axis=1)))
+        what = f"the declared bit depth {config.bit_depth}" if config.bit_depth else f"{MAX_BITS} bits"
+        raise InputError(f"point {i} at {points[i].tolist()} lies beyond {what} (coordinates must be < {limit})")
+    depth = max(1, int(math.floor(top)).bit_length())
+    if config.lossless:
+        frac = pts != np.floor(pts)
+        if frac.any():
+            i = int(np.argmax(frac.any(axis=1)))
+            raise InputError(f"lossless geometry needs integer coordinates; point {i} is {points[i].tolist()} "
+                             "(use --scale to quantise)")
+        return pts.astype(np.int64), depth
+    q = np.floor(pts * config.scale + 0.5).astype(np.int64)
+    if q.max() >= 1 << MAX_BITS:
+        raise InputError(f"scaled coordinates reach {int(q.max())}, beyond {MAX_BITS} bits")
+    return q, depth
+
+
+def dequantize(q: np.ndarray, scale: float, origin) -> np.ndarray:
+    """Decoded positions ``q / scale + origin`` as (N, 3) float64 (exactly the same on both sides)."""
+    out = q.astype(np.float64)
+    if scale != 1:
+        out = out / scale
+    return out + np.asarray(origin, dtype=np.float64)

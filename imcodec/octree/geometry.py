@@ -1,0 +1,251 @@
+"""Octree geometry coding: voxel positions <-> the ``geometry`` component.
+
+Payload layout::
+
+    u8      depth D (bits 0-4, 1..21: positions are < 2**D on every axis) | flags << 5
+            (flag 1: duplicate counts are coded)
+    varint  occupied voxels L
+    varint  N - L, only with the duplicates flag (N = points; otherwise N = L)
+    ... range-coded bytes: the occupancy bits of every level, breadth-first, Morton order
+        (:mod:`imcodec.octree.contexts` models them), then, with flag bit 0, for each voxel in Morton
+        order a "repeated" bin and the repeat count - 2 (adaptive exp-Golomb)
+
+Encoder and decoder run the same kernel (:func:`code_level`) in the two directions, so the models on
+both sides evolve identically. The decoder bounds every level by the declared L and the duplicate
+counts by the declared N, and rejects a stream whose arithmetic decoder reads past its end or stops
+short of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from imcodec.entropy.intcode import UINT_BLOCK, dec_uint, enc_uint
+from imcodec.entropy.models import counter_p16, counter_update
+from imcodec.entropy.rangecoder import (
+    D_POS,
+    dec_bit,
+    dec_init,
+    dec_overrun,
+    enc_bit,
+    enc_finish,
+    new_decoder_state,
+    new_encoder_state,
+)
+from imcodec.errors import BitstreamError
+from imcodec.io.bitstream import get_varint, put_varint
+from imcodec.octree.build import (
+    build_occupancy,
+    child_neighbours,
+    expand_level,
+    level_sizes,
+    popcount8,
+    root_neighbours,
+)
+from imcodec.octree.contexts import bit_contexts, fill_window, new_model, new_scratch, predict, update
+from imcodec.octree.morton import MAX_BITS, morton_decode, morton_encode
+
+FLAG_DUPLICATES = 1
+
+
+@njit(cache=True)
+def code_level(occ, nbr, tabs, toff, bits, sym, imap, wa, wb, wc, wf, a1, a2, meta,
+               w, slots, sel, x, xf, pm, apslot, st, buf, decoding):
+    """Code (or, with ``decoding``, decode into ``occ``) the occupancy bytes of one level.
+
+    occ: (M,) uint8 the level's occupancy; nbr: (M, 27) int32 its neighbour table (build.py);
+    then the model state (:func:`imcodec.octree.contexts.new_model`), scratch arrays
+    (:func:`imcodec.octree.contexts.new_scratch`) and the range encoder state and output buffer, or
+    the decoder state and input bytes.
+    """
+    for node in range(occ.shape[0]):
+        p26, n3, e3 = fill_window(w, nbr, occ, node)
+        o = 0 if decoding else np.int64(occ[node])
+        partial = 0
+        for j in range(8):
+            if j == 7 and partial == 0:
+                bit = 1  # an occupied node has at least one child
+            else:
+                bit_contexts(slots, sel, w, nbr, node, j, partial, p26, n3, e3, bits, toff, sym)
+                p = predict(slots, sel, j, x, xf, pm, apslot, tabs, imap, wa, wb, wc, wf, a1, a2)
+                if decoding:
+                    bit = dec_bit(st, buf, p)
+                else:
+                    bit = (o >> j) & 1
+                    enc_bit(st, buf, bit, p)
+                update(bit, slots, sel, j, x, xf, pm, apslot, tabs, imap, wa, wb, wc, wf, a1, a2, meta)
+            partial |= bit << j
+            w[(2 + ((j >> 2) & 1)) * 36 + (2 + ((j >> 1) & 1)) * 6 + 2 + (j & 1)] = bit
+        if decoding:
+            occ[node] = partial
+
+
+@njit(cache=True)
+def _children_before(occ, b):
+    """Number of children of nodes 0..b-1 (the first index of the part after them, one level down)."""
+    n = 0
+    for i in range(b):
+        n += popcount8(np.int64(occ[i]))
+    return n
+
+
+@njit(cache=True)
+def _encode_counts(counts, st, buf):
+    t = _fresh_counters(2 + UINT_BLOCK)
+    prev = 0
+    for i in range(counts.shape[0]):
+        rep = 1 if counts[i] > 1 else 0
+        enc_bit(st, buf, rep, counter_p16(t, prev))
+        counter_update(t, prev, rep, 255)
+        if rep:
+            enc_uint(st, buf, t, 2, counts[i] - 2)
+        prev = rep
+
+
+@njit(cache=True)
+def _decode_counts(n_points, counts, st, data):
+    """Fill counts (L,) int64; returns False when they would exceed n_points or miss it."""
+    t = _fresh_counters(2 + UINT_BLOCK)
+    prev = 0
+    total = 0
+    n = counts.shape[0]
+    for i in range(n):
+        rep = dec_bit(st, data, counter_p16(t, prev))
+        counter_update(t, prev, rep, 255)
+        c = 1
+        if rep:
+            c = dec_uint(st, data, t, 2) + 2
+        total += c
+        if total > n_points - (n - 1 - i):
+            return False
+        counts[i] = c
+        prev = rep
+    return total == n_points
+
+
+@njit(cache=True)
+def _fresh_counters(n):
+    return np.full(n, np.uint32((1 << 21) << 10), dtype=np.uint32)
+
+
+def _depth_of(codes_max_coord: int) -> int:
+    return max(1, int(codes_max_coord).bit_length())
+
+
+def _coder(n_leaves: int, decoding: bool, buf: np.ndarray) -> tuple:
+    """(model, scratch, coder state, buffer) of one coding pass."""
+    if decoding:
+        st = new_decoder_state()
+        dec_init(st, buf)
+    else:
+        st = new_encoder_state()
+    return new_model(n_leaves), new_scratch(), st, buf
+
+
+def encode_geometry(q: np.ndarray, keep_duplicates: bool) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Code integer positions.
+
+    q: (N, 3) int64 in 0 .. 2**21 - 1, N >= 0.
+    Returns (payload, order, mult): ``order`` (N,) int64 sorts the input into Morton order (a stable
+    sort, so repeated positions keep their input order) and ``mult`` (L,) int64 is the number of
+    input points in each occupied voxel, in that order. With ``keep_duplicates`` the decoder returns
+    every voxel ``mult`` times, otherwise once.
+    """
+    n = len(q)
+    if n == 0:
+        return bytes([1]) + put_varint(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    q = np.ascontiguousarray(q, dtype=np.int64)
+    codes = morton_encode(q)
+    order = np.argsort(codes, kind="stable")
+    uniq, mult = np.unique(codes[order], return_counts=True)
+    mult = mult.astype(np.int64)
+    n_leaves = len(uniq)
+    n_points = int(mult.sum()) if keep_duplicates else n_leaves
+    dup = n_points > n_leaves
+    depth = _depth_of(int(q.max()))
+    sizes = level_sizes(uniq, depth)
+    occ = build_occupancy(uniq, depth, sizes)
+    cap = max(64, len(occ) // 2)
+    while True:
+        coder = _coder(n_leaves, False, np.empty(cap, np.uint8))
+        _code_all(occ, sizes, depth, coder, decoding=False)
+        if dup:
+            _encode_counts(mult, coder[2], coder[3])
+        used = int(enc_finish(coder[2], coder[3]))
+        if used <= cap:
+            break
+        cap = used
+    head = bytes([depth | ((FLAG_DUPLICATES if dup else 0) << 5)]) + put_varint(n_leaves)
+    if dup:
+        head += put_varint(n_points - n_leaves)
+    return head + coder[3][:used].tobytes(), order, mult
+
+
+def _code_all(occ, sizes, depth, coder, decoding, check=None):
+    """Code every level of the breadth-first occupancy ``occ`` with one model and range coder;
+    ``check(d, level)`` runs after each level (it may raise). For decoding, ``occ`` is a list that
+    receives the levels and ``sizes[d + 1]`` must be set by ``check``."""
+    model, scratch, st, buf = coder
+    nbr = root_neighbours()
+    start = 0
+    for d in range(depth):
+        if decoding:
+            level = np.zeros(sizes[d], dtype=np.uint8)
+            occ.append(level)
+        else:
+            level = occ[start:start + sizes[d]]
+            start += sizes[d]
+        code_level(level, nbr, *model, *scratch, st, buf, decoding)
+        if check is not None:
+            check(d, level)
+        if d + 1 < depth:
+            nbr = child_neighbours(nbr, level)
+
+
+def decode_geometry(payload: bytes, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a geometry payload into (positions (L, 3) int64 in Morton order, counts (L,) int64).
+
+    ``max_points`` bounds the declared point count (from the container header); every inconsistency
+    raises BitstreamError.
+    """
+    if len(payload) < 2:
+        raise BitstreamError(f"geometry payload of {len(payload)} bytes is shorter than its header")
+    depth, flags = payload[0] & 31, payload[0] >> 5
+    if flags & ~FLAG_DUPLICATES or not 1 <= depth <= MAX_BITS:
+        raise BitstreamError(f"geometry header has bad flags {flags} or depth {depth}")
+    n_leaves, pos = get_varint(payload, 1, max_points, "geometry voxel count")
+    n_points = n_leaves
+    if flags & FLAG_DUPLICATES:
+        extra, pos = get_varint(payload, pos, max_points, "geometry duplicate count")
+        n_points += extra
+        if extra == 0 or n_points > max_points:
+            raise BitstreamError(f"geometry header declares {n_points} points (stream limit {max_points})")
+    if n_leaves == 0:
+        if len(payload) != pos:
+            raise BitstreamError("empty geometry payload has trailing bytes")
+        return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
+    data = np.frombuffer(payload, dtype=np.uint8, offset=pos).copy()  # kernels take writable arrays
+    coder = _coder(n_leaves, True, data)
+    st = coder[2]
+    sizes = np.ones(depth + 1, dtype=np.int64)
+    levels: list[np.ndarray] = []
+
+    def check(d, level):
+        if dec_overrun(st) > 4:
+            raise BitstreamError(f"geometry data truncated (level {d})")
+        sizes[d + 1] = _children_before(level, len(level))
+        if sizes[d + 1] > n_leaves or (d + 1 == depth and sizes[d + 1] != n_leaves):
+            raise BitstreamError(f"geometry level {d + 1} decodes to {sizes[d + 1]} nodes, the header "
+                                 f"declares {n_leaves} voxels")
+
+    _code_all(levels, sizes, depth, coder, decoding=True, check=check)
+    counts = np.ones(n_leaves, dtype=np.int64)
+    if flags & FLAG_DUPLICATES and not _decode_counts(n_points, counts, st, data):
+        raise BitstreamError(f"geometry duplicate counts do not add up to the declared {n_points} points")
+    if dec_overrun(st) > 0 or st[D_POS] != len(data):
+        raise BitstreamError(f"geometry data damaged: decoder used {int(st[D_POS])} of {len(data)} bytes")
+    codes = np.zeros(1, dtype=np.int64)
+    for level in levels:
+        codes = expand_level(codes, level)
+    return morton_decode(codes), counts
