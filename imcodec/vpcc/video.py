@@ -29,7 +29,7 @@ _STDERR_TAIL = 2000
 
 # codec kinds stored in streams (stable numbers)
 CODECS = ("hevc", "hevc_lossless", "ffv1")
-# pixel formats stored in streams: name -> (planes, bytes per sample)
+# pixel formats: name -> bytes per sample; PIX_FMT_IDS gives their numbers in streams
 PIX_FMTS = {"gray": 1, "gray10le": 2, "yuv420p": 1, "yuv420p10le": 2}
 PIX_FMT_IDS = ("gray", "gray10le", "yuv420p", "yuv420p10le")
 
@@ -42,7 +42,8 @@ class VideoSpec:
     pix_fmt: "gray" / "gray10le" (one plane) or "yuv420p" / "yuv420p10le" (three planes).
     qp: HEVC QP (0..51), ignored by the lossless codecs.
     intra: every frame an I-frame; else frame k>0 is a P-frame predicted from frame k-1.
-    preset: x265 preset (speed / efficiency trade-off).
+    preset: x265 preset (speed / efficiency trade-off); always tuned for PSNR (no psycho-visual
+      optimisations), every frame at ``qp`` (ipratio = pbratio = 1, as the CTC QPs mean).
     threads: worker threads given to the encoder and decoder.
     """
 
@@ -50,7 +51,7 @@ class VideoSpec:
     pix_fmt: str = "gray"
     qp: int = 32
     intra: bool = False
-    preset: str = "fast"
+    preset: str = "slow"
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -170,10 +171,18 @@ def bytes_to_frames(data: bytes, pix_fmt: str, width: int, height: int) -> list[
 
 # ------------------------------------------------------------------------------ encode / decode
 
+def _ffmpeg_python():
+    """The ffmpeg-python module (builds command lines); ToolError when it is not installed."""
+    try:
+        import ffmpeg
+    except ImportError:
+        raise ToolError("ffmpeg-python is not installed (pip install 'imcodec[video]')") from None
+    return ffmpeg
+
+
 def encode_video(frames: list[tuple[np.ndarray, ...]], spec: VideoSpec) -> bytes:
     """Code frames (plane tuples, see :func:`frames_to_bytes`) into one video stream."""
-    import ffmpeg  # ffmpeg-python, only builds the command line
-
+    ffmpeg = _ffmpeg_python()
     if not frames:
         raise ValueError("no frames to encode")
     height, width = frames[0][0].shape
@@ -187,13 +196,12 @@ def encode_video(frames: list[tuple[np.ndarray, ...]], spec: VideoSpec) -> bytes
                          threads=spec.threads, slicecrc=0, fflags="+bitexact")
     else:
         _check_encoder(binary, "libx265")
-        params = [f"log-level=error", f"pools={spec.threads}", "frame-threads=1", "bframes=0",
-                  "info=0", "aud=0", "hash=0", "open-gop=0"]
-        params.append("keyint=1" if spec.intra else f"keyint={max(2, len(frames))}")
-        params.append("min-keyint=1")
-        params.append("scenecut=0")
-        params.append("lossless=1" if spec.codec == "hevc_lossless" else f"qp={spec.qp}")
-        out = src.output("pipe:", format="hevc", vcodec="libx265", preset=spec.preset,
+        # every frame at the given QP (ipratio/pbratio 1), no SEI/AUD/hash overhead, one GOP
+        params = ["log-level=error", f"pools={spec.threads}", "frame-threads=1", "bframes=0",
+                  "ipratio=1", "pbratio=1", "info=0", "aud=0", "hash=0", "open-gop=0", "scenecut=0",
+                  "min-keyint=1", "keyint=1" if spec.intra else f"keyint={max(2, len(frames))}",
+                  "lossless=1" if spec.codec == "hevc_lossless" else f"qp={spec.qp}"]
+        out = src.output("pipe:", format="hevc", vcodec="libx265", preset=spec.preset, tune="psnr",
                          pix_fmt=spec.pix_fmt, **{"x265-params": ":".join(params)})
     cmd = out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=binary)
     data = run_command(cmd, frames_to_bytes(frames, spec.pix_fmt))
@@ -209,8 +217,7 @@ def decode_video(data: bytes, codec: str, pix_fmt: str, width: int, height: int,
     A stream ffmpeg cannot decode, or one with the wrong number or size of frames, raises
     BitstreamError; a missing or broken ffmpeg raises ToolError.
     """
-    import ffmpeg
-
+    ffmpeg = _ffmpeg_python()
     if codec not in CODECS or pix_fmt not in PIX_FMTS:
         raise BitstreamError(f"unknown video coding {codec!r} / pixel format {pix_fmt!r}")
     if not data:
