@@ -23,7 +23,15 @@ def seq_dir(tmp_path):
 
 def test_frame_number():
     assert frame_number("soldier_q08_0536.ply") == 536
+    assert frame_number("basketball_player_00000002_vox10.ply") == 2
     assert frame_number("/a/b7/c.ply") is None
+
+
+def test_number_that_varies_wins(tmp_path):
+    cloud = PointCloud(points=np.zeros((1, 3)))
+    for i in (2, 1, 3):
+        write_ply(cloud, tmp_path / f"player_{i}_vox10.ply")  # the constant "10" is not the frame number
+    assert [f.index for f in resolve_frames(tmp_path)] == [1, 2, 3]
 
 
 def test_directory_sorted_by_number(seq_dir):

@@ -23,13 +23,28 @@ _MAX_PROBE = 1_000_000
 
 
 def frame_number(path: str | os.PathLike) -> int | None:
-    """The last run of digits in the file's stem (``soldier_q08_0536.ply`` -> 536), or None."""
+    """The frame number in a file's stem: its longest run of digits, the last one on a tie
+    (``soldier_q08_0536.ply`` -> 536, ``basketball_player_00000001_vox10.ply`` -> 1), or None."""
     nums = _NUM.findall(Path(path).stem)
-    return int(nums[-1]) if nums else None
+    if not nums:
+        return None
+    longest = max(len(n) for n in nums)
+    return int([n for n in nums if len(n) == longest][-1])
+
+
+def _varying_numbers(paths: list[Path]) -> list[int | None]:
+    """Frame numbers of several files: the digit run that differs between the names when the names
+    have the same shape (``a_08_0001``, ``a_08_0002``), else each name's :func:`frame_number`."""
+    runs = [_NUM.findall(p.stem) for p in paths]
+    if len(paths) > 1 and runs[0] and all(len(r) == len(runs[0]) for r in runs):
+        varying = [i for i in range(len(runs[0])) if len({int(r[i]) for r in runs}) > 1]
+        if len(varying) == 1:
+            return [int(r[varying[0]]) for r in runs]
+    return [frame_number(p) for p in paths]
 
 
 def _ordered(paths: list[Path]) -> list[Frame]:
-    keyed = [(frame_number(p), p) for p in paths]
+    keyed = list(zip(_varying_numbers(paths), paths))
     if all(k is not None for k, _ in keyed) and len({k for k, _ in keyed}) == len(keyed):
         keyed.sort(key=lambda kp: (kp[0], str(kp[1])))
         return [Frame(p, k) for k, p in keyed]
