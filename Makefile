@@ -7,7 +7,9 @@ DEMO   ?= demo-out
 
 .PHONY: setup demo test test-quick bench clean
 
-setup: $(STAMP)
+ME_STAMP := $(VENV)/.minkowski-installed
+
+setup: $(STAMP) $(ME_STAMP)
 
 # torch==2.13.0 goes in first and explicitly: any other torch spec pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -16,6 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[all]'
 	touch $(STAMP)
+
+# MinkowskiEngine 0.5.4, the optional second engine of imcodec.learned: compiled once (~11 min on
+# 2 cores, needs apt packages libopenblas-dev ninja-build), its wheel cached in ~/.cache/imcodec/wheels
+# and reinstalled from there; a no-op when it already imports. IMCODEC_SKIP_MINKOWSKI=1 skips it.
+$(ME_STAMP): $(STAMP) scripts/build_minkowski.sh
+	bash scripts/build_minkowski.sh $(BIN)/python
+	if [ "$$IMCODEC_SKIP_MINKOWSKI" != 1 ]; then touch $(ME_STAMP); fi
 
 demo: setup
 	bash examples/demo.sh $(DEMO)

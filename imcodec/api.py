@@ -87,6 +87,131 @@ def _is_stream(path: Path) -> bool:
         return fh.read(len(MAGIC)) == MAGIC
 
 
+# ---------------------------------------------------------------------------------- encode/decode
+
+def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict[str, Any] | None = None,
+           start: int | None = None, count: int | None = None, progress=None) -> dict[str, Any]:
+    """Encode a PLY or a sequence (directory, glob, %04d pattern) into one .imc stream.
+
+    ``options`` go to the codec's ``make_config`` (e.g. ``lossless``, ``scale``, ``attr_qp``; None
+    values mean "not given"; options the codec lacks raise UsageError). ``progress(done, total)`` is
+    called after each frame. Returns bytes, points, bpp (bits per input point), components (bytes per
+    component over all frames), frames, encode_seconds (codec time, files excluded) and per-frame rows.
+    """
+    import time
+
+    from imcodec.codecs import get_codec
+    from imcodec.io.bitstream import FLAG_COLORS, StreamWriter
+    from imcodec.io.files import write_bytes_atomic
+
+    codec_obj = get_codec(codec)
+    config = codec_obj.make_config(dict(options or {}))
+    frames = resolve_frames(src, start, count)
+    out = Path(output)
+    if any(out.resolve() == fr.path.resolve() for fr in frames):
+        raise UsageError(f"{out}: output would overwrite an input frame")
+    writer = StreamWriter(codec_obj.codec_id, codec_obj.stream_params(config))
+    state: dict = {}
+    rows, totals = [], {}
+    points = depth = 0
+    colors: bool | None = None
+    seconds = 0.0
+    for i, fr in enumerate(frames):
+        cloud = read_ply(fr.path)
+        t0 = time.perf_counter()
+        code = codec_obj.encode_frame(cloud, config, state)
+        seconds += time.perf_counter() - t0
+        has_colors = code.recon.colors is not None
+        if colors is not None and has_colors != colors:
+            raise InputError(f"{fr.path}: frames of one stream must all have colour or all lack it")
+        colors = has_colors
+        sizes = writer.add_frame(fr.index, len(code.recon), code.components, code.needs_previous)
+        for k, v in sizes.items():
+            totals[k] = totals.get(k, 0) + v
+        points += len(cloud)
+        depth = max(depth, code.bit_depth)
+        rows.append({"frame": fr.index, "path": str(fr.path), "points": len(cloud),
+                     "bytes": sum(sizes.values()), "components": sizes})
+        if progress is not None:
+            progress(i + 1, len(frames))
+    declared = getattr(config, "bit_depth", None)
+    data = writer.finish(bit_depth=declared or depth, origin=getattr(config, "origin", (0.0, 0.0, 0.0)),
+                         scale=getattr(config, "scale", 1.0), flags=FLAG_COLORS if colors else 0)
+    write_bytes_atomic(out, data)
+    return {"output": str(out), "codec": codec_obj.name, "bytes": len(data), "points": points,
+            "bpp": 8.0 * len(data) / points if points else None, "components": totals,
+            "frames": len(frames), "encode_seconds": round(seconds, 4), "per_frame": rows}
+
+
+def parse_frame_range(spec: str | None) -> tuple[int | None, int | None]:
+    """``"A:B"`` (frame numbers A <= n < B; either side may be empty) or ``"A"`` -> (A, B)."""
+    if spec is None:
+        return None, None
+    text = str(spec).strip()
+    try:
+        if ":" not in text:
+            a = int(text)
+            return a, a + 1
+        lo, hi = text.split(":", 1)
+        return (int(lo) if lo.strip() else None), (int(hi) if hi.strip() else None)
+    except ValueError:
+        raise UsageError(f"--frames {spec!r}: expected A:B, A: , :B or A (frame numbers)") from None
+
+
+def decode(stream: PathLike, output: PathLike, frames: str | None = None, progress=None) -> dict[str, Any]:
+    """Decode an .imc stream: one selected frame to a PLY file, several to a directory of PLYs.
+
+    ``frames`` selects frame numbers (``"10:20"`` = 10..19, see :func:`parse_frame_range`); frames
+    that need their predecessor are decoded from the nearest preceding independent frame. Returns
+    points, frames, decode_seconds (codec time, files excluded) and the written paths.
+    """
+    import time
+
+    from imcodec.codecs import codec_by_id
+    from imcodec.io.bitstream import parse_stream, read_frame, read_stream_bytes
+    from imcodec.io.files import ensure_dir
+
+    data = read_stream_bytes(stream)
+    header, entries = parse_stream(data)
+    codec_obj = codec_by_id(header.codec_id)
+    lo, hi = parse_frame_range(frames)
+    wanted = [i for i, e in enumerate(entries)
+              if (lo is None or e.number >= lo) and (hi is None or e.number < hi)]
+    if not wanted:
+        have = f"{entries[0].number}..{entries[-1].number}" if entries else "none"
+        raise UsageError(f"--frames {frames!r} selects no frame of {stream} (frames {have})")
+    first = wanted[0]
+    while first > 0 and entries[first].needs_previous:
+        first -= 1
+    out = Path(output)
+    as_file = len(wanted) == 1 and not out.is_dir() and not str(output).endswith(("/", os.sep))
+    if not as_file:
+        ensure_dir(out)
+    stem = Path(stream).stem
+    state: dict = {}
+    written, points, seconds = [], 0, 0.0
+    keep = set(wanted)
+    for i in range(first, wanted[-1] + 1):
+        t0 = time.perf_counter()
+        cloud = codec_obj.decode_frame(read_frame(data, entries[i]), header, state)
+        seconds += time.perf_counter() - t0
+        if i not in keep:
+            continue
+        if len(cloud) != entries[i].points:
+            from imcodec.errors import BitstreamError
+
+            raise BitstreamError(f"frame {entries[i].number} decodes to {len(cloud)} points, the index "
+                                 f"says {entries[i].points}")
+        path = out if as_file else out / f"{stem}_{entries[i].number:04d}.ply"
+        write_ply(cloud, path)
+        written.append(str(path))
+        points += len(cloud)
+        if progress is not None:
+            progress(len(written), len(wanted))
+    return {"output": str(out), "points": points, "frames": len(written), "decode_seconds": round(seconds, 4),
+            "written": written}
+
+
 # ---------------------------------------------------------------------------------------- convert
 
 def convert(src: PathLike, dst: PathLike, fmt: str = "binary", point_type: str | None = None,
@@ -159,7 +284,9 @@ def metrics(a: PathLike, b: PathLike, peak: float | None = None, bits: int | Non
             raise InputError(f"{normals}: PLY has no nx/ny/nz properties")
         if len(ncloud) != len(cloud_a):
             raise InputError(f"{normals}: has {len(ncloud)} points, A has {len(cloud_a)}")
-        normals_a = ncloud.normals
+        from imcodec.metrics.normals import align_normals  # matched to A by position, as pc_error does
+
+        normals_a = align_normals(cloud_a.points, ncloud.points, ncloud.normals, str(normals))
     elif cloud_a.normals is not None:
         normals_a = cloud_a.normals
     if color and (cloud_a.colors is None or cloud_b.colors is None):
@@ -213,23 +340,179 @@ def _columns(table: dict[str, list], path: PathLike, rate: str, metric: str) -> 
 
 def synth(output: PathLike, shape: str = "sphere", bits: int = 10, frames: int = 1, motion: str = "rigid",
           color: bool = False, seed: int = 0) -> list[Path]:
-    """Write synthetic voxelised surfaces: one PLY, or ``frames`` PLYs into a directory or %d pattern."""
-    from imcodec.synth import make_sequence
+    """Write synthetic voxelised surfaces: one PLY, or ``frames`` PLYs into a directory or %d pattern.
+
+    Frames are generated and written one at a time (t = 0, 1, ...), so long sequences need little memory.
+    """
+    import re
+
+    from imcodec.io.files import ensure_dir
+    from imcodec.synth import make_cloud
 
     if frames < 1:
         raise UsageError(f"--frames must be at least 1, got {frames}")
-    clouds = make_sequence(shape=shape, bits=bits, frames=frames, motion=motion, color=color, seed=seed)
     out = str(output)
-    if frames == 1 and "%" not in out and not Path(out).is_dir():
-        write_ply(clouds[0], out)
-        return [Path(out)]
     if "%" in out:
+        if out.count("%") != 1 or len(re.findall(r"%0?\d*d", out)) != 1:
+            raise UsageError(f"{out!r}: an output pattern needs exactly one %d-style field such as %04d")
         paths = [Path(out % i) for i in range(frames)]
+        if str(paths[0].parent):
+            ensure_dir(paths[0].parent)
+    elif frames == 1 and not Path(out).is_dir():
+        paths = [Path(out)]
     else:
-        from imcodec.io.files import ensure_dir
-
         ensure_dir(out)
         paths = [Path(out) / f"{shape}_{i:04d}.ply" for i in range(frames)]
-    for cloud, p in zip(clouds, paths):
-        write_ply(cloud, p)
+    for i, p in enumerate(paths):
+        write_ply(make_cloud(shape, bits, color=color, seed=seed, t=float(i), motion=motion), p)
     return paths
+
+
+# ------------------------------------------------------------------------------------ upsampling
+
+def upsample(src: PathLike, dst: PathLike, factor: int = 4, engine: str = "torch", device: str = "cpu",
+             weights: PathLike | None = None, chunk: int = 256, margin: int = 16, threads: int | None = None,
+             views: int = 1, progress=None) -> dict[str, Any]:
+    """Upsample a voxelised cloud ``factor`` times with the PU-Dense-style network; write ``dst``.
+
+    The output holds the factor x N most probable voxels (fewer only when there are fewer candidates);
+    colours, if any, are copied from the nearest input point. ``progress(done, total)`` is called
+    after each spatial chunk. ``views`` > 1 averages over rotated copies (test-time augmentation).
+    """
+    import time
+
+    import torch
+
+    from imcodec.learned.sparse import get_backend, resolve_device
+    from imcodec.learned.upsample import nearest_colors, upsample_points
+    from imcodec.learned.zoo import load_upsampler
+
+    if factor not in (2, 4, 8):
+        raise UsageError(f"--factor must be 2, 4 or 8, got {factor}")
+    if not 1 <= views <= 4:
+        raise UsageError(f"--views must be 1..4, got {views}")
+    if chunk < 32 or chunk % 8:
+        raise UsageError(f"--chunk must be a multiple of 8 and at least 32, got {chunk}")
+    dev = resolve_device(device)
+    get_backend(engine)  # UsageError with install hint when unavailable
+    if threads:
+        torch.set_num_threads(threads)
+    cloud = read_ply(src)
+    model, info = load_upsampler(factor, weights, dev)
+    t0 = time.perf_counter()
+    pts = upsample_points(model, cloud.points, factor, chunk=chunk, margin=margin, backend=engine,
+                          device=dev, progress=progress, views=views)
+    seconds = time.perf_counter() - t0
+    colors = None
+    if cloud.colors is not None:
+        colors = nearest_colors(cloud.points, cloud.colors, pts.astype(np.float64))
+    write_ply(PointCloud(points=pts.astype(np.float64), colors=colors, point_dtype=cloud.point_dtype), dst)
+    return {"input": str(src), "output": str(dst), "factor": factor, "input_points": len(cloud),
+            "output_points": int(len(pts)), "engine": engine, "device": str(dev),
+            "views": views, "weights": info["weights"], "seconds": round(seconds, 3)}
+
+
+def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: int = 10,
+                   steps_per_epoch: int = 200, batch_size: int = 4, crop: int = 64, lr: float = 2e-3,
+                   seed: int = 0, device: str = "cpu", synth_shapes: tuple[str, ...] = ("sphere", "torus", "box", "body"),
+                   checkpoint_dir: PathLike | None = None, resume: bool = False, threads: int | None = None,
+                   command: str | None = None, on_step=None) -> dict[str, Any]:
+    """Train the upsampling network and write a weights file (see imcodec.learned.train)."""
+    import torch
+
+    from imcodec.learned.train import TrainConfig, train_upsampler
+    from imcodec.learned.zoo import save_weights
+
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    cfg = TrainConfig(factor=factor, data=tuple(str(d) for d in data), synth=tuple(synth_shapes),
+                      epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
+                      lr=lr, seed=seed)
+    model, summary = train_upsampler(cfg, device=device, checkpoint_dir=checkpoint_dir, resume=resume,
+                                     on_step=on_step, threads=threads)
+    meta = {"command": command, "data": summary["pool"], "train_config": summary["train_config"],
+            "history": summary["history"], "seconds": summary["seconds"],
+            "parameters": summary["parameters"], "torch": str(torch.__version__)}
+    save_weights(out, model, meta)
+    last = summary["history"][-1] if summary["history"] else {}
+    return {"weights": str(out), "factor": factor, "epochs": epochs, "steps": epochs * steps_per_epoch,
+            "parameters": summary["parameters"], "seconds": summary["seconds"], **last}
+
+
+# ------------------------------------------------------------------------------ batch evaluation
+
+def bench_run(config: PathLike, out: PathLike | None = None, workers: int | None = None,
+              scheduler: str | None = None, progress=None) -> dict[str, Any]:
+    """Run a benchmark TOML config (see :mod:`imcodec.bench.config`): every sequence frame x codec x
+    rate point is encoded, decoded and measured into one row of the results CSV ``out``.
+
+    Local processes (``workers``) or a Dask scheduler (``scheduler="tcp://HOST:8786"``); rows already
+    in ``out`` are skipped. ``progress(done, total, note)`` is called as tasks finish. Returns a
+    summary (tasks, skipped, ran, failed, rows, seconds, ...).
+    """
+    from imcodec.bench.runner import run
+
+    return run(config, out=out, workers=workers, scheduler=scheduler, progress=progress)
+
+
+def bench_report(results: PathLike, anchor: str, test: str, plots: PathLike | None = None,
+                 method: str = "pchip", make_plots: bool = True) -> dict[str, Any]:
+    """BD-rate tables (per sequence and average) of codec ``test`` against ``anchor`` from a results
+    CSV, and RD plots (PNG per sequence and metric) in ``plots`` (default: RESULTS_plots/)."""
+    from imcodec.bench.report import bd_table, plot_curves, read_results
+
+    rows = read_results(results)
+    table = bd_table(rows, anchor, test, method)
+    if make_plots:
+        folder = Path(plots) if plots is not None else Path(results).with_name(Path(results).stem + "_plots")
+        if folder.resolve() == Path(results).resolve():
+            raise UsageError(f"--plots {folder}: is the results table itself")
+        table["plots"] = [str(p) for p in plot_curves(rows, folder)]
+    return table
+
+
+def bench_check(results: PathLike, baseline: PathLike, max_bdrate: float = 1.0, write_baseline: bool = False,
+                max_psnr_drop: float = 0.05, method: str = "pchip") -> dict[str, Any]:
+    """Regression gate: BD-rate of the results' RD curves against a baseline file (``passed`` False
+    and ``regressions`` naming sequence, codec and metric beyond ``max_bdrate`` percent), or, with
+    ``write_baseline``, record the results as the baseline."""
+    from imcodec.bench import gate
+    from imcodec.bench.report import read_results
+
+    gate.baseline_path_check(Path(results), Path(baseline))
+    rows = read_results(results)
+    if write_baseline:
+        base = gate.write_baseline(baseline, rows, source=str(results))
+        n = sum(len(per) for per in base["curves"].values())
+        return {"baseline": str(baseline), "written": True, "curves": n, "passed": True, "regressions": []}
+    return gate.check(rows, gate.read_baseline(baseline), max_bdrate=max_bdrate, max_psnr_drop=max_psnr_drop,
+                      method=method)
+
+
+def render(inputs: list[PathLike], output: PathLike, view: str = "front", size: int = 1024,
+           labels: list[str] | None = None, point_size: int | None = None) -> dict[str, Any]:
+    """Render one PLY (or several side by side, labelled, same projection and scale) to a PNG."""
+    import time
+
+    from imcodec.io.images import write_png
+    from imcodec.render import compose, render_clouds
+
+    if not inputs:
+        raise UsageError("render needs at least one PLY file")
+    if labels is not None and len(labels) != len(inputs):
+        raise UsageError(f"--label given {len(labels)} times for {len(inputs)} inputs")
+    out = Path(output)
+    for p in inputs:
+        if out.resolve() == Path(p).resolve():
+            raise UsageError(f"{out}: output would overwrite an input")
+    t0 = time.perf_counter()
+    clouds = [read_ply(p, allow_empty=True) for p in inputs]
+    panels = render_clouds(clouds, view=view, size=size, point_size=point_size)
+    if labels is None and len(inputs) > 1:
+        labels = [Path(p).name for p in inputs]
+    image = compose(panels, labels)
+    write_png(out, image)
+    return {"output": str(out), "inputs": [str(p) for p in inputs], "points": [len(c) for c in clouds],
+            "view": view, "width": int(image.shape[1]), "height": int(image.shape[0]),
+            "seconds": round(time.perf_counter() - t0, 3)}

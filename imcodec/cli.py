@@ -188,7 +188,7 @@ def metrics(
     from imcodec import api
 
     result = api.metrics(a, b, peak=peak, bits=bits, normals=normals, color=color, hausdorff=hausdorff)
-    for note in result.get("notes", []):
+    for note in result.pop("notes", []):
         _info(f"note: {note}")
     if json_out:
         _print_json(result)
@@ -235,6 +235,327 @@ def synth(
                         color=color, seed=seed)
     for p in written:
         _info(f"wrote {p}")
+
+
+# ---------------------------------------------------------------------------------- encode/decode
+
+class RateOpt(str, Enum):
+    r1 = "r1"
+    r2 = "r2"
+    r3 = "r3"
+    r4 = "r4"
+    r5 = "r5"
+
+
+@app.command()
+def encode(
+    src: Annotated[str, typer.Argument(help="Input PLY, or a sequence (directory, glob, %04d pattern); all frames go into one stream.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .imc stream.")],
+    codec: Annotated[str, typer.Option("--codec", help="Codec: octree or vpcc.")] = "octree",
+    lossless: Annotated[bool, typer.Option("--lossless", help="Lossless geometry (octree: exact integer positions, duplicates kept; the default).")] = False,
+    scale: Annotated[Optional[float], typer.Option("--scale", help="Octree: positionQuantizationScale for lossy geometry (e.g. 0.5).")] = None,
+    attr_qp: Annotated[Optional[int], typer.Option("--attr-qp", help="Octree: colour QP 4..51 (step 2^((QP-4)/6)).")] = None,
+    lossless_color: Annotated[bool, typer.Option("--lossless-color", help="Octree: lossless colour.")] = False,
+    bits: Annotated[Optional[int], typer.Option("--bits", help="Octree: declared input bit depth (coordinates must be < 2^bits).")] = None,
+    rate: Annotated[Optional[RateOpt], typer.Option("--rate", help="V-PCC: CTC rate point.")] = None,
+    geometry_qp: Annotated[Optional[int], typer.Option("--geometry-qp", help="V-PCC: geometry video QP.")] = None,
+    attribute_qp: Annotated[Optional[int], typer.Option("--attribute-qp", help="V-PCC: attribute video QP.")] = None,
+    keep_intermediate: Annotated[Optional[Path], typer.Option("--keep-intermediate", help="V-PCC: keep the intermediate images/videos in this directory.")] = None,
+    gof: Annotated[Optional[int], typer.Option("--gof", help="V-PCC: group-of-frames size.")] = None,
+    start: FramesStart = None,
+    count: FramesCount = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Encode a point cloud or a whole sequence into one .imc stream."""
+    from imcodec import api
+
+    options = {"lossless": lossless or None, "scale": scale, "attr_qp": attr_qp,
+               "lossless_color": lossless_color or None, "bit_depth": bits,
+               "rate": rate.value if rate is not None else None, "geometry_qp": geometry_qp,
+               "attribute_qp": attribute_qp, "keep_intermediate": keep_intermediate, "gof": gof}
+    bar, update = _progress_bar("encoding frames")
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.encode(src, output, codec=codec, options=options, start=start, count=count, progress=update)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table(f"encoded {result['frames']} frame(s) -> {output}",
+                 [(k, v) for k, v in result.items() if not isinstance(v, (list, dict))]
+                 + [(f"bytes {k}", v) for k, v in result["components"].items()])
+
+
+@app.command()
+def decode(
+    stream: Annotated[Path, typer.Argument(help="Input .imc stream.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY (one frame) or directory (several frames).")],
+    frames: Annotated[Optional[str], typer.Option("--frames", help="Frame numbers A:B (A <= n < B), A: , :B or A.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Decode an .imc stream to PLY (a directory of PLYs for several frames)."""
+    from imcodec import api
+
+    bar, update = _progress_bar("decoding frames")
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.decode(stream, output, frames=frames, progress=update)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table(f"decoded {stream}", [(k, v) for k, v in result.items() if not isinstance(v, (list, dict))])
+
+
+# ------------------------------------------------------------------------------------- upsampling
+
+class EngineOpt(str, Enum):
+    torch = "torch"
+    minkowski = "minkowski"
+
+
+def _progress_bar(description: str):
+    """A rich progress bar on stderr (None under --quiet): returns (progress, update(done, total))."""
+    if _state["quiet"]:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[note]}"), console=Console(stderr=True), transient=True)
+    task = bar.add_task(description, total=None, note="")
+
+    def update(done: int, total: int, note: str = "") -> None:
+        bar.update(task, completed=done, total=total, note=note)
+
+    return bar, update
+
+
+@app.command()
+def upsample(
+    src: Annotated[Path, typer.Argument(help="Input voxelised PLY (integer coordinates).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY.")],
+    factor: Annotated[int, typer.Option("--factor", help="Upsampling factor: 2, 4 or 8.")] = 4,
+    engine: Annotated[EngineOpt, typer.Option("--engine", help="Sparse-convolution engine.")] = EngineOpt.torch,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file (default: the shipped ones).")] = None,
+    chunk: Annotated[int, typer.Option("--chunk", help="Chunk edge in voxels (multiple of 8).")] = 256,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
+    views: Annotated[int, typer.Option("--views", help="Average over 1-4 rotated copies (slower, slightly better).")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Upsample a voxelised cloud with the PU-Dense-style network (factor x points)."""
+    from imcodec import api
+
+    bar, update = _progress_bar("upsampling chunks")
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.upsample(src, output, factor=factor, engine=engine.value, device=device, weights=weights,
+                              chunk=chunk, threads=threads, views=views, progress=update)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table(f"upsample x{factor}", list(result.items()))
+
+
+train_app = typer.Typer(help="Train the learned tools.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("upsample")
+def train_upsample(
+    data: Annotated[Optional[list[str]], typer.Option("--data", help="Training clouds: PLY, directory, glob or %04d pattern (repeatable).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("upsample.pt"),
+    factor: Annotated[int, typer.Option("--factor", help="Upsampling factor: 2, 4 or 8.")] = 4,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs.")] = 10,
+    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 4,
+    crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 2e-3,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add the synthetic shapes of imcodec synth.")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the upsampling network on crops of real and synthetic clouds; write a weights file."""
+    import shlex
+
+    from imcodec import api
+
+    bar, update = _progress_bar(f"training x{factor}")
+
+    def on_step(ev: dict) -> None:
+        if "epoch_done" in ev:
+            h = ev["epoch_done"]
+            _info(f"epoch {h['epoch']}: train loss {h['train_loss']:.4f}, val loss {h['val_loss']:.4f}, "
+                  f"top-k precision {h['val_precision']:.3f}, {h['seconds']:.0f} s")
+        elif update is not None:
+            update(ev["step"], ev["total"], f"epoch {ev['epoch']} loss {ev['loss']:.4f}")
+
+    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.train_upsample(data or [], output, factor=factor, epochs=epochs, steps_per_epoch=steps,
+                                    batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
+                                    synth_shapes=() if no_synth else ("sphere", "torus", "box", "body"),
+                                    checkpoint_dir=checkpoint_dir, resume=resume, threads=threads,
+                                    command=command, on_step=on_step)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table(f"train upsample x{factor}", list(result.items()))
+
+
+# ------------------------------------------------------------------------------- batch evaluation
+
+bench_app = typer.Typer(help="Batch evaluation: dataset runs, BD-rate reports and plots, a regression gate.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("run")
+def bench_run(
+    config: Annotated[Path, typer.Argument(help="Benchmark config (TOML): sequences, codecs and rate points.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results CSV (default: \\[bench] out of the config, else CONFIG.csv here).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Local worker processes (default: \\[bench] workers, else 1).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://HOST:8786.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Encode, decode and measure every frame x codec x rate point; rows already in the CSV are skipped."""
+    from imcodec import api
+
+    bar, update = _progress_bar("bench tasks")
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.bench_run(config, out=out, workers=workers, scheduler=scheduler, progress=update)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+    else:
+        _print_table(f"bench run -> {result['output']}",
+                     [(k, v) for k, v in result.items() if not isinstance(v, (list, dict))])
+    failed = result["failed"]
+    if failed:
+        first = failed[0]
+        typer.echo(f"imcodec: error: {len(failed)} of {result['tasks']} tasks failed (first: {first['sequence']} "
+                   f"frame {first['frame']} {first['codec']} {first['rate']}: {_error_line(first['error'])}); "
+                   "rerun to retry them", err=True)
+        raise typer.Exit(1)
+
+
+@bench_app.command("report")
+def bench_report(
+    results: Annotated[Path, typer.Argument(help="Results CSV of bench run.")],
+    anchor: Annotated[str, typer.Option("--anchor", help="Anchor codec label.")],
+    test: Annotated[str, typer.Option("--test", help="Test codec label.")],
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for the RD plots (default: RESULTS_plots/).")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the RD plots.")] = False,
+    method: Annotated[BdMethodOpt, typer.Option("--method", help="pchip (CTC) or cubic (VCEG-M33).")] = BdMethodOpt.pchip,
+    json_out: JsonOpt = False,
+) -> None:
+    """BD-rate of TEST against ANCHOR per sequence and on average (D1/D2/Y/Cb/Cr vs geometry, attribute, total rate)."""
+    from imcodec import api
+
+    result = api.bench_report(results, anchor, test, plots=plots, method=method.value, make_plots=not no_plots)
+    if json_out:
+        _print_json(result)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    seqs = list(result["sequences"])
+    table = Table(title=f"BD-rate (%) of {test} against {anchor} ({method.value}); negative = fewer bits")
+    table.add_column("metric / rate", style="bold")
+    for s in seqs:
+        table.add_column(s, justify="right")
+    table.add_column("average", justify="right", style="bold")
+
+    def cell(v: dict) -> str:
+        return "n/a" if v["bd_rate"] is None else f"{v['bd_rate']:+.2f}"
+
+    for pair in result["pairs"]:
+        table.add_row(pair, *[cell(result["sequences"][s][pair]) for s in seqs], cell(result["average"][pair]))
+    Console().print(table)
+    for p in result.get("plots", []):
+        _info(f"wrote {p}")
+
+
+@bench_app.command("check")
+def bench_check(
+    results: Annotated[Path, typer.Argument(help="Results CSV of bench run.")],
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline JSON (written by --write-baseline).")],
+    max_bdrate: Annotated[float, typer.Option("--max-bdrate", help="Largest tolerated BD-rate increase, percent.")] = 1.0,
+    max_psnr_drop: Annotated[float, typer.Option("--max-psnr-drop", help="Largest tolerated PSNR drop (dB) where BD-rate cannot be computed.")] = 0.05,
+    write_baseline: Annotated[bool, typer.Option("--write-baseline", help="Record RESULTS as the baseline instead of checking.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Regression gate: exit 1 naming the sequences/metrics whose BD-rate against the baseline exceeds the tolerance."""
+    from imcodec import api
+
+    result = api.bench_check(results, baseline, max_bdrate=max_bdrate, write_baseline=write_baseline,
+                             max_psnr_drop=max_psnr_drop)
+    if json_out:
+        _print_json(result)
+    elif write_baseline:
+        _info(f"wrote baseline {baseline} ({result['curves']} curves)")
+    else:
+        for r in result["regressions"]:
+            typer.echo(f"REGRESSION {r['sequence']} {r['codec']} {r['pair']}: {r['reason']}")
+        if result["passed"]:
+            typer.echo(f"bench check passed: no BD-rate regression above {max_bdrate:g}%")
+    if not result["passed"]:
+        names = sorted({f"{r['sequence']}/{r['codec']}" for r in result["regressions"]})
+        typer.echo(f"imcodec: error: bench check failed: {len(result['regressions'])} regression(s) in "
+                   f"{', '.join(names)}", err=True)
+        raise typer.Exit(1)
+
+
+class ViewOpt(str, Enum):
+    front = "front"
+    back = "back"
+    left = "left"
+    right = "right"
+    top = "top"
+
+
+@app.command()
+def render(
+    inputs: Annotated[list[Path], typer.Argument(help="One PLY, or several to show side by side.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output PNG.")],
+    view: Annotated[ViewOpt, typer.Option("--view", help="Viewing direction (y is up).")] = ViewOpt.front,
+    size: Annotated[int, typer.Option("--size", help="Panel edge in pixels.")] = 1024,
+    label: Annotated[Optional[list[str]], typer.Option("--label", help="Panel label, once per input (default: file names when several).")] = None,
+    point_size: Annotated[Optional[int], typer.Option("--point-size", help="Splat edge in pixels (default: the point spacing).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render point clouds to a PNG: orthographic z-buffered splats; several inputs side by side with labels."""
+    from imcodec import api
+
+    result = api.render(inputs, output, view=view.value, size=size, labels=label, point_size=point_size)
+    if json_out:
+        _print_json(result)
+        return
+    _info(f"wrote {result['output']} ({result['width']}x{result['height']}, {result['seconds']} s)")
 
 
 # ------------------------------------------------------------------------------------- entry point

@@ -1,0 +1,111 @@
+"""Weights files of the learned tools: the shipped ones and those ``imcodec train`` writes.
+
+A weights file is a ``torch.save`` dict (loaded with ``weights_only=True``) with a format header::
+
+    format="imcodec-weights", format_version=1, task="upsample", arch="pudense-slim",
+    factor=4, config={UpsamplerConfig fields}, state_dict={...}, meta={how it was trained}
+
+so a file for another task, architecture or factor is refused with a message naming the file,
+what it holds and what was expected.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imcodec.errors import InputError
+from imcodec.io.files import read_bytes, write_bytes_atomic
+from imcodec.learned.models import ARCH, FACTORS, PUDenseUpsampler, UpsamplerConfig, build_model
+
+FORMAT = "imcodec-weights"
+FORMAT_VERSION = 1
+TASK = "upsample"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def shipped_weights(factor: int) -> Path:
+    """Path of the packaged weights for ``factor``x upsampling (InputError if none are shipped)."""
+    path = WEIGHTS_DIR / f"upsample_x{factor}.pt"
+    if not path.is_file():
+        shipped = sorted(p.name for p in WEIGHTS_DIR.glob("upsample_x*.pt")) if WEIGHTS_DIR.is_dir() else []
+        raise InputError(f"no shipped weights for {factor}x upsampling ({path} missing; shipped: "
+                         f"{', '.join(shipped) or 'none'}); train some with `imcodec train upsample "
+                         f"--factor {factor}` and pass --weights FILE")
+    return path
+
+
+def weights_bytes(model: PUDenseUpsampler, meta: dict[str, Any] | None = None) -> bytes:
+    """Serialise a model with its format header (tensors moved to CPU)."""
+    cfg = model.config
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": TASK,
+        "arch": cfg.arch,
+        "factor": cfg.factor,
+        "config": cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        # plain JSON types only, so the file loads with torch.load(weights_only=True)
+        "meta": json.loads(json.dumps(meta or {}, default=str)),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def save_weights(path: str | os.PathLike, model: PUDenseUpsampler, meta: dict[str, Any] | None = None) -> None:
+    write_bytes_atomic(path, weights_bytes(model, meta))
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked header and payload of a weights file (InputError when missing or corrupt)."""
+    data = read_bytes(path, "weights file")
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors of every kind mean the same thing here
+        raise InputError(f"{path}: not a readable imcodec weights file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError(f"{path}: not an imcodec weights file (no '{FORMAT}' header)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: weights format version {payload.get('format_version')!r}, "
+                         f"this imcodec reads version {FORMAT_VERSION}")
+    for key in ("task", "arch", "factor", "config", "state_dict"):
+        if key not in payload:
+            raise InputError(f"{path}: weights file lacks the {key!r} field")
+    return payload
+
+
+def load_upsampler(factor: int, weights: str | os.PathLike | None = None,
+                   device: torch.device | str = "cpu") -> tuple[PUDenseUpsampler, dict[str, Any]]:
+    """The upsampling network for ``factor`` from ``weights`` (default: the shipped file), in eval mode.
+
+    Returns (model, info) where info has the file path, architecture, config and training meta.
+    """
+    if factor not in FACTORS:
+        raise InputError(f"factor must be one of {', '.join(map(str, FACTORS))}, got {factor}")
+    path = Path(weights) if weights is not None else shipped_weights(factor)
+    payload = read_weights(path)
+    if payload["task"] != TASK:
+        raise InputError(f"{path}: weights are for task {payload['task']!r}, expected {TASK!r}")
+    if payload["arch"] != ARCH:
+        raise InputError(f"{path}: weights are for architecture {payload['arch']!r}, expected {ARCH!r}")
+    if payload["factor"] != factor:
+        raise InputError(f"{path}: weights are for {payload['factor']}x upsampling, expected {factor}x")
+    try:
+        config = UpsamplerConfig.from_dict(payload["config"])
+        model = build_model(config)
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: weights do not fit the {ARCH} architecture ({first})") from None
+    model.eval().to(device)
+    info = {"weights": str(path), "arch": payload["arch"], "config": payload["config"],
+            "meta": payload.get("meta", {})}
+    return model, info
