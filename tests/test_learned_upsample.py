@@ -295,3 +295,19 @@ class _nullctx:
 
     def __exit__(self, *a):
         return False
+
+
+def test_cli_train_upsample_writes_loadable_weights(tmp_path):
+    from imcodec.cli import main
+    from imcodec.io.ply import write_ply
+
+    src, out = tmp_path / "shell.ply", tmp_path / "w.pt"
+    write_ply(PointCloud(points=shell(14).astype(np.float64)), src)
+    args = ["-q", "train", "upsample", "--data", str(src), "--no-synth", "--factor", "2", "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "1", "--crop", "24", "-o", str(out)]
+    assert main(args) == 0
+    model, info = load_upsampler(2, out)
+    assert model.config.factor == 2
+    assert info["meta"]["data"] == [str(src)] and len(info["meta"]["history"]) == 1
+    assert main(["-q", "train", "upsample", "--data", str(tmp_path / "none.ply"), "-o", str(out)]) == 1
+    assert main(["-q", "train", "upsample", "--factor", "3", "--no-synth", "--data", str(src), "-o", str(out)]) == 2

@@ -82,6 +82,17 @@ def read_weights(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def _migrate_state(payload: dict[str, Any]) -> dict[str, Any]:
+    """State dict in the current layout: the first format kept its single head convolution as
+    ``refine.*`` (config ``head_conv: true``); it is now ``refine.0.*`` (``head_convs: 1``)."""
+    state = dict(payload["state_dict"])
+    if "head_conv" in payload["config"]:
+        for name in ("weight", "bias"):
+            if f"refine.{name}" in state:
+                state[f"refine.0.{name}"] = state.pop(f"refine.{name}")
+    return state
+
+
 def load_upsampler(factor: int, weights: str | os.PathLike | None = None,
                    device: torch.device | str = "cpu") -> tuple[PUDenseUpsampler, dict[str, Any]]:
     """The upsampling network for ``factor`` from ``weights`` (default: the shipped file), in eval mode.
@@ -101,7 +112,7 @@ def load_upsampler(factor: int, weights: str | os.PathLike | None = None,
     try:
         config = UpsamplerConfig.from_dict(payload["config"])
         model = build_model(config)
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict(_migrate_state(payload), strict=True)
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: weights do not fit the {ARCH} architecture ({first})") from None
