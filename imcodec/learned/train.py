@@ -49,8 +49,8 @@ class TrainConfig:
     seed: int = 0
     val_crops: int = 16
     channels: tuple[int, ...] = (16, 32, 48, 64)
-    head_channels: int = 16
-    head_convs: int = 2
+    head_channels: int = 8
+    head_convs: int = 1
     extra: dict = field(default_factory=dict)
 
     def model_config(self) -> UpsamplerConfig:
