@@ -412,7 +412,7 @@ def upsample(src: PathLike, dst: PathLike, factor: int = 4, engine: str = "torch
             "views": views, "weights": info["weights"], "seconds": round(seconds, 3)}
 
 
-def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: int = 10,
+def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: int = 8,
                    steps_per_epoch: int = 200, batch_size: int = 4, crop: int = 64, lr: float = 2e-3,
                    seed: int = 0, device: str = "cpu", synth_shapes: tuple[str, ...] = ("sphere", "torus", "box", "body"),
                    checkpoint_dir: PathLike | None = None, resume: bool = False, threads: int | None = None,

@@ -377,7 +377,7 @@ def train_upsample(
     data: Annotated[Optional[list[str]], typer.Option("--data", help="Training clouds: PLY, directory, glob or %04d pattern (repeatable).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("upsample.pt"),
     factor: Annotated[int, typer.Option("--factor", help="Upsampling factor: 2, 4 or 8.")] = 4,
-    epochs: Annotated[int, typer.Option("--epochs", help="Epochs.")] = 10,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs.")] = 8,
     steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 200,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 4,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,

@@ -42,8 +42,8 @@ class UpsamplerConfig:
     factor: int = 4
     channels: tuple[int, ...] = (16, 32, 48, 64)  # tensor strides 1, 2, 4, 8
     gen_kernel: int = 0  # 0: 3 for factors 2/4, 5 for 8
-    head_channels: int = 8  # hidden channels of the voxel classifier (0: linear logits)
-    head_convs: int = 1  # 3^3 convolutions over the candidate voxels before the logits
+    head_channels: int = 16  # hidden channels of the voxel classifier (0: linear logits)
+    head_convs: int = 2  # 3^3 convolutions over the candidate voxels before the logits
     dilations: tuple[int, ...] = (1, 2, 4)  # DPB branches
     dec_kernel: int = 1  # kernel of the decoder convolutions at strides >= 2 (3 at stride 1)
     arch: str = field(default=ARCH)

@@ -41,7 +41,7 @@ class TrainConfig:
     synth: tuple[str, ...] = ("sphere", "torus", "box", "body")
     synth_bits: tuple[int, ...] = (10,)
     synth_share: float = 0.3  # fraction of crops drawn from the synthetic shapes
-    epochs: int = 10
+    epochs: int = 8
     steps_per_epoch: int = 200
     batch_size: int = 4
     crop: int = 64
@@ -49,8 +49,8 @@ class TrainConfig:
     seed: int = 0
     val_crops: int = 16
     channels: tuple[int, ...] = (16, 32, 48, 64)
-    head_channels: int = 8
-    head_convs: int = 1
+    head_channels: int = 16
+    head_convs: int = 2
     extra: dict = field(default_factory=dict)
 
     def model_config(self) -> UpsamplerConfig:
