@@ -5,11 +5,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.imcodec-installed
 DEMO   ?= demo-out
 
-.PHONY: setup demo test test-quick bench clean
+.PHONY: setup aot demo test test-quick bench clean
 
 ME_STAMP := $(VENV)/.minkowski-installed
 
-setup: $(STAMP) $(ME_STAMP)
+setup: $(STAMP) $(ME_STAMP) aot
+
+# Ahead-of-time compiled Numba kernels (imcodec/_aot/, keyed by a hash of their sources): one-shot
+# commands then skip Numba's ~1 s start-up. A few minutes the first time; a no-op while the kernel
+# sources are unchanged. Without a C compiler it fails and imcodec keeps using Numba's JIT.
+aot: $(STAMP)
+	$(BIN)/python -m imcodec.jit_build --if-stale || echo "imcodec: AOT kernel build failed; the Numba JIT is used instead"
 
 # torch==2.13.0 goes in first and explicitly: any other torch spec pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml

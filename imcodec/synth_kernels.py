@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 ELLIPSOID, CAPSULE, TORUS, BOX = 0, 1, 2, 3
 NPARAM = 16

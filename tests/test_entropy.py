@@ -33,6 +33,9 @@ from imcodec.entropy.rangecoder import (
     new_encoder_state,
 )
 from imcodec.errors import BitstreamError
+from imcodec.jit import use_jit
+
+use_jit()  # the test kernels below are numba.njit functions calling imcodec kernels
 
 
 def _entropy_bytes(bits: np.ndarray, p16: np.ndarray) -> float:

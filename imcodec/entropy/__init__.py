@@ -27,7 +27,7 @@ probabilities; they exist for tests and simple callers.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.entropy.rangecoder import (
     D_POS,

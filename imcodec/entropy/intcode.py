@@ -15,7 +15,7 @@ Values are limited to |v| < 2**31.
 
 from __future__ import annotations
 
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.entropy.models import counter_p16, counter_update
 from imcodec.entropy.rangecoder import dec_bit, dec_bypass, enc_bit, enc_bypass

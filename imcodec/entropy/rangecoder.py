@@ -28,7 +28,7 @@ stream is read exactly to its end (the encoder flushes 4 bytes), so ``dec_overru
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 # encoder state slots
 E_LOW, E_RANGE, E_CACHE, E_CACHE_SIZE, E_POS, E_STARTED = 0, 1, 2, 3, 4, 5

@@ -85,3 +85,63 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise InputError(f"{path}: cannot create output directory ({exc.strerror})") from None
     return path
+
+
+def digest_files(paths: list[str], extra: bytes = b"") -> str:
+    """SHA-256 (hex) over the contents of ``paths`` (in order, with their base names) and ``extra``."""
+    import hashlib
+
+    h = hashlib.sha256(extra)
+    for p in paths:
+        h.update(os.path.basename(p).encode() + b"\0")
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def load_extension(folder: str | os.PathLike, name: str):
+    """Load the compiled extension module ``name`` and its ``name.json`` manifest from ``folder``.
+
+    Returns (module, manifest dict) or None when either file is missing or does not load.
+    """
+    import importlib.machinery
+    import importlib.util
+    import json
+
+    folder = Path(folder)
+    manifest_path = folder / f"{name}.json"
+    if not manifest_path.is_file():
+        return None
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        lib = folder / f"{name}{suffix}"
+        if lib.is_file():
+            break
+    else:
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        spec = importlib.util.spec_from_file_location(name, lib)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except (OSError, ValueError, ImportError):
+        return None
+    return module, manifest
+
+
+def install_extension(build_dir: str | os.PathLike, name: str, manifest: dict, target: str | os.PathLike) -> str:
+    """Move the extension module ``name.*`` built in ``build_dir`` into ``target`` with its JSON manifest.
+
+    Older libraries of the same group (same name up to the 16-digit digest) are removed. Returns the path.
+    """
+    import json
+
+    build_dir, target = Path(build_dir), ensure_dir(target)
+    built = [p for p in build_dir.iterdir() if p.name.startswith(name + ".") and p.suffix != ".json"]
+    if len(built) != 1:
+        raise InputError(f"{build_dir}: expected one compiled {name}.* module, found {[p.name for p in built]}")
+    for old in target.iterdir():
+        if old.name.startswith(name[:-16]) and not old.name.startswith(name + "."):
+            old.unlink()
+    write_bytes_atomic(target / built[0].name, built[0].read_bytes())
+    write_text_atomic(target / f"{name}.json", json.dumps(manifest))
+    return str(target / built[0].name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 _DIGIT = 11
 _RADIX = 1 << _DIGIT

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.metrics.parallel import run_ranges
 

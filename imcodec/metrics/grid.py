@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.metrics.dedup import radix_argsort
 

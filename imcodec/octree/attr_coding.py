@@ -24,7 +24,7 @@ Co). :func:`rdo_quantise` is the encoder's rate-distortion quantiser, priced wit
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.entropy.intcode import SINT_BLOCK, UINT_BLOCK, dec_sint, dec_uint, enc_sint, enc_uint
 from imcodec.entropy.models import counter_p16, counter_update, new_counters

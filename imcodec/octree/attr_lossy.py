@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.octree.attr_coding import (
     E_THRESHOLDS,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.entropy.models import (
     RECIP,

@@ -19,7 +19,7 @@ short of it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.entropy.intcode import UINT_BLOCK, dec_uint, enc_uint
 from imcodec.entropy.models import counter_p16, counter_update

@@ -26,7 +26,7 @@ contiguous arrays; validation happens in :mod:`imcodec.octree.attributes`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.octree.morton import MAX_BITS as MAX_COORD_BITS
 from imcodec.octree.morton import _compact, _spread, morton_encode

@@ -16,7 +16,7 @@ eight children (:func:`level_neighbours`).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 # The 19 neighbours: the node itself, 6 face and 12 edge neighbours. Columns dx, dy, dz, kind
 # (0 = the node, 1 = face, 2 = edge).

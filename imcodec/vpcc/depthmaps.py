@@ -11,7 +11,7 @@ rule on that line. Pixels outside the occupied cells are padded (push-pull or di
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.vpcc.grid import hash_build, hash_find
 from imcodec.vpcc.metadata import FrameMeta

@@ -8,7 +8,7 @@ reconstruction (smoothing). Keys pack non-negative integer coordinates into one 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 COORD_BITS = 21
 COORD_LIMIT = 1 << COORD_BITS

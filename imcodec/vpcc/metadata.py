@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.entropy.intcode import SINT_BLOCK, UINT_BLOCK, dec_sint, dec_uint, enc_sint, enc_uint
 from imcodec.entropy.models import counter_p16, counter_update, new_counters

@@ -13,7 +13,7 @@ block-to-patch candidate index); it is coded for occupied blocks only, after the
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.entropy.intcode import UINT_BLOCK, dec_uint, enc_uint
 from imcodec.entropy.models import counter_p16, counter_update, new_counters

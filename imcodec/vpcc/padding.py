@@ -9,7 +9,7 @@ holes filled from the coarser level on the way back up, bilinearly; TMC2 ``pushP
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 
 def pad_dilate(img: np.ndarray, mask: np.ndarray, empty_value: float = 0.0) -> np.ndarray:

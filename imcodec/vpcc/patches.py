@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.vpcc.grid import components_26
 from imcodec.vpcc.segment import (

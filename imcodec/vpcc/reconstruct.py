@@ -9,7 +9,7 @@ the filled depths and its far point, then the raw points.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.vpcc.grid import hash_build, hash_find, pack_keys
 from imcodec.vpcc.metadata import FrameMeta

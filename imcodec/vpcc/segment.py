@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.vpcc.grid import hash_build, hash_find
 

@@ -9,7 +9,7 @@ surrounding (2r + 1)^3 cube. Encoder and decoder run the same code on the same d
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from imcodec.jit import njit
 
 from imcodec.vpcc.grid import hash_build, hash_find
 

@@ -1,0 +1,199 @@
+"""Build the ahead-of-time compiled kernel library that :mod:`imcodec.jit` loads.
+
+``python -m imcodec.jit_build [--out DIR] [--json]`` (``make setup`` runs it):
+
+1. runs a small workload through the public API with Numba JIT (synthetic frames: metrics with and
+   without colour and normals, octree lossless/lossy/colour/sequence coding, V-PCC coding when
+   ffmpeg is available, synth), which records the argument types each kernel is really called with;
+2. exports every (kernel, argument types) pair with ``numba.pycc`` into one extension module
+   ``imcodec_kernels_<digest>`` plus a JSON manifest, compiled for this machine's CPU;
+3. writes both atomically into ``imcodec/_aot/`` (or ``--out``; ``$IMCODEC_AOT_DIR`` is searched too).
+
+Any argument types the workload did not see still run, through Numba. Needs a C compiler; without
+one the build fails with a clear message and imcodec keeps using Numba.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _workload(tmp: str) -> list[str]:
+    """Exercise the kernels through the library API; returns the steps that ran."""
+    from imcodec import api
+    from imcodec.io.ply import read_ply, write_ply
+    from imcodec.types import PointCloud
+
+    steps = []
+    a = os.path.join(tmp, "a.ply")
+    api.synth(a, shape="body", bits=9, color=True, seed=1)
+    seq = os.path.join(tmp, "seq")
+    api.synth(seq, shape="body", bits=8, frames=2, color=True, seed=2)
+    for shape in ("sphere", "torus", "box"):
+        api.synth(os.path.join(tmp, f"{shape}.ply"), shape=shape, bits=7, seed=3)
+    steps.append("synth")
+
+    cloud = read_ply(a)
+    dup = PointCloud(np.concatenate([cloud.points, cloud.points[:50]]),
+                     np.concatenate([cloud.colors, cloud.colors[:50]]))
+    write_ply(dup, os.path.join(tmp, "dup.ply"))
+    rng = np.random.default_rng(0)
+    nrm = rng.normal(size=(len(cloud), 3))
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    write_ply(PointCloud(cloud.points, None, nrm), os.path.join(tmp, "normals.ply"))
+
+    def octree(src, name, **opts):
+        out = os.path.join(tmp, f"{name}.imc")
+        api.encode(src, out, codec="octree", options=opts)
+        dec = os.path.join(tmp, f"{name}_dec")
+        api.decode(out, dec + "/")
+        return dec
+
+    octree(a, "lossless", lossless=True)
+    octree(os.path.join(tmp, "dup.ply"), "dups", lossless=True)
+    lossy = octree(a, "lossy", scale=0.5)
+    octree(a, "color", lossless=True, attr_qp=28)
+    octree(a, "color_lossless", lossless=True, lossless_color=True)
+    octree(seq, "sequence", lossless=True)
+    steps.append("octree")
+
+    b = sorted(os.path.join(lossy, n) for n in os.listdir(lossy))[0]
+    api.metrics(a, b, peak=511, color=True, hausdorff=True)
+    api.metrics(a, b, peak=511, normals=os.path.join(tmp, "normals.ply"), color=True)
+    api.metrics(a, os.path.join(tmp, "dup.ply"), bits=9)
+    steps.append("metrics")
+
+    try:
+        for opts in ({"rate": "r3"}, {"lossless": True}):
+            out = os.path.join(tmp, "vpcc.imc")
+            api.encode(a, out, codec="vpcc", options=opts)
+            api.decode(out, os.path.join(tmp, "vpcc_dec.ply"))
+        steps.append("vpcc")
+    except Exception as exc:  # no ffmpeg: the V-PCC kernels stay on Numba
+        steps.append(f"vpcc skipped ({exc})")
+    return steps
+
+
+def _type_key(t) -> str | None:
+    from numba.core import types
+    from numba.np.numpy_support import as_dtype
+
+    if isinstance(t, types.Array):
+        try:
+            dt = as_dtype(t.dtype).str
+        except Exception:
+            return None
+        return f"{dt}:{t.ndim}{t.layout}{'w' if t.mutable else 'r'}{'a' if t.aligned else 'u'}"
+    if isinstance(t, types.Boolean):
+        return "?"
+    if isinstance(t, (types.Integer, types.Float)):
+        return as_dtype(t).str
+    return None
+
+
+def build(out_dir: str | None = None) -> dict:
+    """Run the workload, compile the library, install it; returns a summary dict."""
+    os.environ["IMCODEC_JIT"] = "1"  # the workload must run through Numba to record signatures
+    from imcodec import jit
+    from imcodec.io.files import temporary_directory
+
+    t0 = time.perf_counter()
+    jit.use_jit()
+    with temporary_directory(prefix="imcodec-aot-") as tmp:
+        steps = _workload(str(tmp))
+    t1 = time.perf_counter()
+
+    import llvmlite.binding as ll
+    from numba.pycc import CC
+
+    libraries, exports_total, kernels_total = [], 0, 0
+    t_compile = 0.0
+    for group in jit.GROUPS:
+        tc = time.perf_counter()
+        lib, n_exp, n_ker = _build_group(jit, group, CC, ll, out_dir)
+        t_compile += time.perf_counter() - tc
+        if lib:
+            libraries.append(lib)
+        exports_total += n_exp
+        kernels_total += n_ker
+    return {"libraries": libraries, "exports": exports_total, "kernels": kernels_total, "workload": steps,
+            "workload_seconds": round(t1 - t0, 1), "compile_seconds": round(t_compile, 1)}
+
+
+def _build_group(jit, group: str, CC, ll, out_dir: str | None) -> tuple[str | None, int, int]:
+    """Compile and install one group's library; (path or None when it has no recorded calls, exports, kernels)."""
+    from imcodec.errors import InputError
+    from imcodec.io.files import install_extension, temporary_directory
+
+    digest = jit.source_digest(group)
+    name = jit.library_name(group, digest)
+    exports: dict[str, list] = {}
+    with temporary_directory(prefix="imcodec-aot-") as tmp:
+        cc = CC(name)
+        cc.output_dir = str(tmp)
+        cc.target_cpu = ll.get_host_cpu_name()
+        cc.verbose = False
+        for kernel in jit._KERNELS:
+            if kernel.group != group:
+                continue
+            disp = kernel.dispatcher()
+            for sig in list(disp.signatures):
+                keys = [_type_key(t) for t in sig]
+                if any(k is None for k in keys):
+                    continue
+                export = f"k{len(exports)}"
+                cc.export(export, disp.overloads[sig].signature)(kernel.py_func)
+                exports[export] = [kernel.key, keys]
+        if not exports:
+            return None, 0, 0
+        try:
+            cc.compile()
+        except Exception as exc:  # compiler missing or failing
+            raise RuntimeError(f"AOT compilation of the {group} kernels failed ({type(exc).__name__}: {exc}); "
+                               "is a C compiler (gcc, python3-dev headers) installed?") from exc
+        manifest = {"group": group, "digest": digest, "target_cpu": cc.target_cpu, "exports": exports}
+        target = out_dir or os.environ.get("IMCODEC_AOT_DIR") or jit.aot_dirs()[-2]
+        try:
+            library = install_extension(tmp, name, manifest, target)
+        except (OSError, InputError):  # package directory not writable: the user cache
+            library = install_extension(tmp, name, manifest, jit.aot_dirs()[-1])
+    return library, len(exports), len({v[0] for v in exports.values()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m imcodec.jit_build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", help="directory for the library (default: imcodec/_aot)")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument("--if-stale", action="store_true",
+                    help="do nothing when every group already has a library built from the current sources")
+    args = ap.parse_args(argv)
+    if args.if_stale and not os.environ.get("IMCODEC_JIT"):
+        from imcodec import jit
+
+        stale = [g for g, v in jit.aot_info().items() if not v.get("library")]
+        if not stale:
+            print("AOT kernels: up to date")
+            return 0
+        print(f"AOT kernels: building ({', '.join(stale)} out of date)")
+    try:
+        summary = build(args.out)
+    except RuntimeError as exc:
+        print(f"imcodec.jit_build: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"AOT kernels: {summary['exports']} variants of {summary['kernels']} kernels -> "
+              f"{', '.join(summary['libraries'])} "
+              f"(workload {summary['workload_seconds']} s, compile {summary['compile_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
