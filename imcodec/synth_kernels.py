@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from imcodec.jit import njit
 
 ELLIPSOID, CAPSULE, TORUS, BOX = 0, 1, 2, 3

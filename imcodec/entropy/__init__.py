@@ -27,7 +27,6 @@ probabilities; they exist for tests and simple callers.
 from __future__ import annotations
 
 import numpy as np
-from imcodec.jit import njit
 
 from imcodec.entropy.rangecoder import (
     D_POS,
@@ -40,6 +39,7 @@ from imcodec.entropy.rangecoder import (
     new_encoder_state,
 )
 from imcodec.errors import BitstreamError
+from imcodec.jit import njit
 
 __all__ = ["encode_bits", "decode_bits"]
 

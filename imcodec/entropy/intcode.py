@@ -15,10 +15,10 @@ Values are limited to |v| < 2**31.
 
 from __future__ import annotations
 
-from imcodec.jit import njit
 
 from imcodec.entropy.models import counter_p16, counter_update
 from imcodec.entropy.rangecoder import dec_bit, dec_bypass, enc_bit, enc_bypass
+from imcodec.jit import njit
 
 MAX_EXP = 31
 _ADAPTIVE_MANTISSA = 4  # top mantissa bits with their own counters

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from imcodec.jit import njit
 
 COUNTER_INIT = np.uint32((1 << 21) << 10)  # P(1) = 1/2, count 0

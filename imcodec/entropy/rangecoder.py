@@ -28,6 +28,7 @@ stream is read exactly to its end (the encoder flushes 4 bytes), so ``dec_overru
 from __future__ import annotations
 
 import numpy as np
+
 from imcodec.jit import njit
 
 # encoder state slots

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from imcodec.jit import njit
 
+from imcodec.jit import njit
 from imcodec.metrics.parallel import run_ranges
 
 SLOTS = 10  # sse_d1, max_d1, sse_d2, max_d2, sse_y, sse_cb, sse_cr, max_r, max_g, max_b

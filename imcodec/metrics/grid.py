@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from imcodec.jit import njit
 
+from imcodec.jit import njit
 from imcodec.metrics.dedup import radix_argsort
 
 MAX_COLUMNS = 1 << 23  # cells of the dense (cx, cy) index; coarser cells beyond this

@@ -18,8 +18,8 @@ estimation). :func:`tie_counts` applies pc_error's rules for which equidistant p
 from __future__ import annotations
 
 import numpy as np
-from imcodec.jit import njit
 
+from imcodec.jit import njit
 from imcodec.metrics.grid import Grid
 from imcodec.metrics.parallel import run_ranges
 

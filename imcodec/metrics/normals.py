@@ -14,8 +14,8 @@ distance. Means are not renormalised, and sums and divisions are float32, as in 
 from __future__ import annotations
 
 import numpy as np
-from imcodec.jit import njit
 
+from imcodec.jit import njit
 from imcodec.metrics.grid import Grid
 from imcodec.metrics.nn import knn_self
 from imcodec.metrics.parallel import run_ranges

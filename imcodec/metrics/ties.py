@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from imcodec.jit import njit
 
+from imcodec.jit import njit
 from imcodec.metrics.dedup import radix_argsort
 from imcodec.metrics.grid import Grid
 from imcodec.metrics.nn import (BLOCK_CAP, LB_SLACK, MAX_TIES, TIE_CAP, block_gap, gather_block, grid_args,

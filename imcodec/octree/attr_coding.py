@@ -24,11 +24,11 @@ Co). :func:`rdo_quantise` is the encoder's rate-distortion quantiser, priced wit
 from __future__ import annotations
 
 import numpy as np
-from imcodec.jit import njit
 
 from imcodec.entropy.intcode import SINT_BLOCK, UINT_BLOCK, dec_sint, dec_uint, enc_sint, enc_uint
 from imcodec.entropy.models import counter_p16, counter_update, new_counters
 from imcodec.entropy.rangecoder import dec_bit, dec_bypass, enc_bit, enc_bypass
+from imcodec.jit import njit
 
 ENCODE = 0
 DECODE = 1

@@ -13,8 +13,8 @@ lifting steps (weights j and 1) whose differences are coded without prediction.
 from __future__ import annotations
 
 import numpy as np
-from imcodec.jit import njit
 
+from imcodec.jit import njit
 from imcodec.octree.attr_coding import (
     EL_THRESHOLDS,
     ENCODE,

@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from imcodec.jit import njit
 
+from imcodec.jit import njit
 from imcodec.octree.attr_coding import (
     E_THRESHOLDS,
     ENCODE,

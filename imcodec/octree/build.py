@@ -8,6 +8,7 @@ has bit ``c`` set when child ``c = x << 2 | y << 1 | z`` is occupied.
 from __future__ import annotations
 
 import numpy as np
+
 from imcodec.jit import njit
 
 # offset k of the 27-neighbourhood: k = (dx + 1) * 9 + (dy + 1) * 3 + (dz + 1); k = 13 is the node itself

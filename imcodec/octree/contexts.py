@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from imcodec.jit import njit
 
 from imcodec.entropy.models import (
     RECIP,
@@ -47,6 +46,7 @@ from imcodec.entropy.models import (
     squash,
     stretch,
 )
+from imcodec.jit import njit
 
 # model ids; P26, N3, E3 are node-level (bucketed)
 M26, M18, MP, SYM, SYMC, P26, N3, E3, CNT = range(9)

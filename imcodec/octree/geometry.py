@@ -19,7 +19,6 @@ short of it.
 from __future__ import annotations
 
 import numpy as np
-from imcodec.jit import njit
 
 from imcodec.entropy.intcode import UINT_BLOCK, dec_uint, enc_uint
 from imcodec.entropy.models import counter_p16, counter_update
@@ -35,6 +34,7 @@ from imcodec.entropy.rangecoder import (
 )
 from imcodec.errors import BitstreamError
 from imcodec.io.bitstream import get_varint, put_varint
+from imcodec.jit import njit
 from imcodec.octree.build import (
     build_occupancy,
     child_neighbours,

@@ -9,6 +9,7 @@ code fits in a non-negative int64.
 from __future__ import annotations
 
 import numpy as np
+
 from imcodec.jit import njit
 
 MAX_BITS = 21

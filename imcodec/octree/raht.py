@@ -26,8 +26,8 @@ contiguous arrays; validation happens in :mod:`imcodec.octree.attributes`.
 from __future__ import annotations
 
 import numpy as np
-from imcodec.jit import njit
 
+from imcodec.jit import njit
 from imcodec.octree.morton import MAX_BITS as MAX_COORD_BITS
 from imcodec.octree.morton import _compact, _spread, morton_encode
 
@@ -310,7 +310,6 @@ def block_inverse_int(v8, ne, ev_a, ev_b, ev_wa, ev_wb, ev_kind, d):
             va = v8[a, k] - (d[nc, k] * wb) // w
             v8[a, k] = va
             v8[b, k] = va + d[nc, k]
-
 
 
 # ----------------------------------------------------------------- whole-tree transform (plain)

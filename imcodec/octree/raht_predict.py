@@ -16,6 +16,7 @@ eight children (:func:`level_neighbours`).
 from __future__ import annotations
 
 import numpy as np
+
 from imcodec.jit import njit
 
 # The 19 neighbours: the node itself, 6 face and 12 edge neighbours. Columns dx, dy, dz, kind
