@@ -45,7 +45,7 @@ GROUPS = {
 }
 
 _KERNELS: list["Kernel"] = []
-_STATE: dict[str, Any] = {"tables": {}, "jit": False, "info": {}}
+_STATE: dict[str, Any] = {"tables": {}, "jit": False, "info": {}, "nogil": {}}
 
 
 def group_of(module: str) -> str | None:
@@ -97,6 +97,10 @@ class Kernel:
             return None
         return variants.get(arg_key(args))
 
+    def aot_releases_gil(self) -> bool:
+        """Whether this kernel's AOT library releases the GIL while its code runs (see jit_build)."""
+        return bool(self.group and _STATE["nogil"].get(self.group))
+
     def dispatcher(self):
         """The ``numba.njit`` dispatcher of this kernel (imports Numba on first use)."""
         if self._dispatcher is None:
@@ -104,7 +108,7 @@ class Kernel:
         return self._dispatcher
 
     def __getattr__(self, name: str):  # signatures, overloads, ... of the dispatcher
-        if name.startswith("__") or name in ("_dispatcher", "py_func", "options", "key", "group"):
+        if name.startswith("__") or name in ("_dispatcher", "py_func", "options", "key", "group", "aot_releases_gil"):
             raise AttributeError(name)
         return getattr(self.dispatcher(), name)
 
@@ -245,7 +249,9 @@ def aot_table(group: str) -> dict | None:
             if fn is not None:
                 table.setdefault(kernel, {})[tuple(key)] = fn
         tables[group] = table
+        _STATE["nogil"][group] = bool(manifest.get("releases_gil"))
         _STATE["info"][group] = {"library": os.path.join(folder, name), "digest": digest,
+                                 "releases_gil": _STATE["nogil"][group],
                                  "variants": sum(len(v) for v in table.values()), "kernels": len(table)}
         return table
     _STATE["info"][group] = {"library": None, "digest": digest, "reason": "no library built for these sources"}

@@ -97,13 +97,15 @@ def _type_key(t) -> str | None:
     return None
 
 
-def build(out_dir: str | None = None) -> dict:
+def build(out_dir: str | None = None, groups: list[str] | None = None) -> dict:
     """Run the workload, compile the library, install it; returns a summary dict."""
     os.environ["IMCODEC_JIT"] = "1"  # the workload must run through Numba to record signatures
     from imcodec import jit
     from imcodec.io.files import temporary_directory
 
     t0 = time.perf_counter()
+    jit._STATE["tables"].clear()  # forget libraries looked up before (e.g. by --if-stale)
+    jit._STATE["info"].clear()
     jit.use_jit()
     with temporary_directory(prefix="imcodec-aot-") as tmp:
         steps = _workload(str(tmp))
@@ -114,7 +116,9 @@ def build(out_dir: str | None = None) -> dict:
 
     libraries, exports_total, kernels_total = [], 0, 0
     t_compile = 0.0
-    for group in jit.GROUPS:
+    for group in groups or list(jit.GROUPS):
+        if group not in jit.GROUPS:
+            raise RuntimeError(f"unknown kernel group {group!r}; groups: {', '.join(jit.GROUPS)}")
         tc = time.perf_counter()
         lib, n_exp, n_ker = _build_group(jit, group, CC, ll, out_dir)
         t_compile += time.perf_counter() - tc
@@ -153,11 +157,12 @@ def _build_group(jit, group: str, CC, ll, out_dir: str | None) -> tuple[str | No
         if not exports:
             return None, 0, 0
         try:
-            cc.compile()
+            _compile_releasing_gil(cc)
         except Exception as exc:  # compiler missing or failing
             raise RuntimeError(f"AOT compilation of the {group} kernels failed ({type(exc).__name__}: {exc}); "
                                "is a C compiler (gcc, python3-dev headers) installed?") from exc
-        manifest = {"group": group, "digest": digest, "target_cpu": cc.target_cpu, "exports": exports}
+        manifest = {"group": group, "digest": digest, "target_cpu": cc.target_cpu, "releases_gil": True,
+                    "exports": exports}
         target = out_dir or os.environ.get("IMCODEC_AOT_DIR") or jit.aot_dirs()[-2]
         try:
             library = install_extension(tmp, name, manifest, target)
@@ -166,10 +171,34 @@ def _build_group(jit, group: str, CC, ll, out_dir: str | None) -> tuple[str | No
     return library, len(exports), len({v[0] for v in exports.values()})
 
 
+def _compile_releasing_gil(cc) -> None:
+    """``cc.compile()`` with Numba's ``release_gil`` flag on every export, as ``nogil=True`` does in the JIT.
+
+    pycc builds its wrappers from a plain ``Flags()``; the wrapper then keeps the GIL while the native
+    code runs. The kernels touch no Python objects between unboxing and boxing (the same condition
+    under which Numba's nogil is safe), so the build swaps in flags with ``release_gil`` set.
+    """
+    import numba.pycc.compiler as pycc_compiler
+
+    base = pycc_compiler.Flags
+
+    class _ReleaseGilFlags(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    pycc_compiler.Flags = _ReleaseGilFlags
+    try:
+        cc.compile()
+    finally:
+        pycc_compiler.Flags = base
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m imcodec.jit_build", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="directory for the library (default: imcodec/_aot)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument("--groups", help="comma-separated groups to build (default: all)")
     ap.add_argument("--if-stale", action="store_true",
                     help="do nothing when every group already has a library built from the current sources")
     args = ap.parse_args(argv)
@@ -181,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             print("AOT kernels: up to date")
             return 0
         print(f"AOT kernels: building ({', '.join(stale)} out of date)")
+        args.groups = ",".join(stale)
     try:
-        summary = build(args.out)
+        summary = build(args.out, args.groups.split(",") if args.groups else None)
     except RuntimeError as exc:
         print(f"imcodec.jit_build: {exc}", file=sys.stderr)
         return 1

@@ -28,13 +28,13 @@ def thread_count() -> int:
 def run_ranges(kernel, n: int, *args, threads: int | None = None) -> list:
     """Call ``kernel(*args, lo, hi)`` over chunks of CHUNK indices covering range(n).
 
-    Returns the kernel results in chunk order (one chunk when n <= CHUNK). A kernel served by the
-    ahead-of-time library (see :mod:`imcodec.jit`) runs on this thread only.
+    Returns the kernel results in chunk order (one chunk when n <= CHUNK). A kernel served by an
+    ahead-of-time library that keeps the GIL (see :mod:`imcodec.jit`) runs on this thread only.
     """
     threads = thread_count() if threads is None else threads
     bounds = [(lo, min(n, lo + CHUNK)) for lo in range(0, n, CHUNK)] or [(0, 0)]
     compiled = kernel.aot_variant(args + (0, 0)) if hasattr(kernel, "aot_variant") else None
-    if compiled is not None:  # ahead-of-time compiled code holds the GIL: threads would only contend
+    if compiled is not None and not kernel.aot_releases_gil():  # threads would only contend for the GIL
         return [compiled(*args, lo, hi) for lo, hi in bounds]
     if threads <= 1 or len(bounds) == 1:
         return [kernel(*args, lo, hi) for lo, hi in bounds]
