@@ -140,18 +140,19 @@ def quantize(points: np.ndarray, config: OctreeConfig) -> tuple[np.ndarray, int]
     InputError for non-finite or negative (below the origin) coordinates, coordinates beyond the
     declared bit depth, and non-integer coordinates in lossless mode.
     """
-    pts = np.asarray(points, dtype=np.float64) - np.asarray(config.origin, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64)
+    if any(config.origin):
+        pts = pts - np.asarray(config.origin, dtype=np.float64)
     if len(pts) == 0:
         return np.zeros((0, 3), np.int64), config.bit_depth or 1
-    bad = ~np.isfinite(pts).all(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
+    low, top = float(pts.min()), float(pts.max())  # NaN or inf anywhere shows in one of them
+    if not (math.isfinite(low) and math.isfinite(top)):
+        i = int(np.argmax(~np.isfinite(pts).all(axis=1)))
         raise InputError(f"point {i} has a non-finite coordinate {points[i].tolist()}")
-    if pts.min() < 0:
+    if low < 0:
         i = int(np.argmin(pts.min(axis=1)))
         raise InputError(f"point {i} has a negative coordinate {points[i].tolist()}; the octree codec "
                          "needs coordinates >= 0")
-    top = float(pts.max())
     limit = 1 << (config.bit_depth or MAX_BITS)
     if top >= limit:
         i = int(np.argmax(pts.max(axis=1)))
@@ -159,12 +160,12 @@ def quantize(points: np.ndarray, config: OctreeConfig) -> tuple[np.ndarray, int]
         raise InputError(f"point {i} at {points[i].tolist()} lies beyond {what} (coordinates must be < {limit})")
     depth = max(1, int(math.floor(top)).bit_length())
     if config.lossless:
-        frac = pts != np.floor(pts)
-        if frac.any():
-            i = int(np.argmax(frac.any(axis=1)))
+        q = pts.astype(np.int64)  # truncation: equal to pts exactly when every coordinate is an integer
+        if not np.array_equal(q, pts):
+            i = int(np.argmax((q != pts).any(axis=1)))
             raise InputError(f"lossless geometry needs integer coordinates; point {i} is {points[i].tolist()} "
                              "(use --scale to quantise)")
-        return pts.astype(np.int64), depth
+        return q, depth
     q = np.floor(pts * config.scale + 0.5).astype(np.int64)
     if q.max() >= 1 << MAX_BITS:
         raise InputError(f"scaled coordinates reach {int(q.max())}, beyond {MAX_BITS} bits")
@@ -175,5 +176,7 @@ def dequantize(q: np.ndarray, scale: float, origin) -> np.ndarray:
     """Decoded positions ``q / scale + origin`` as (N, 3) float64 (exactly the same on both sides)."""
     out = q.astype(np.float64)
     if scale != 1:
-        out = out / scale
-    return out + np.asarray(origin, dtype=np.float64)
+        out /= scale
+    if any(origin):
+        out += np.asarray(origin, dtype=np.float64)
+    return out

@@ -158,8 +158,13 @@ def encode_geometry(q: np.ndarray, keep_duplicates: bool) -> tuple[bytes, np.nda
     q = np.ascontiguousarray(q, dtype=np.int64)
     codes = morton_encode(q)
     order = np.argsort(codes, kind="stable")
-    uniq, mult = np.unique(codes[order], return_counts=True)
-    mult = mult.astype(np.int64)
+    ordered = codes[order]
+    first = np.empty(n, dtype=bool)  # run starts of the sorted codes (np.unique would sort again)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    uniq = ordered[starts]
+    mult = np.diff(np.append(starts, n)).astype(np.int64)
     n_leaves = len(uniq)
     n_points = int(mult.sum()) if keep_duplicates else n_leaves
     dup = n_points > n_leaves
