@@ -94,7 +94,9 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
     """Encode a PLY or a sequence (directory, glob, %04d pattern) into one .imc stream.
 
     ``options`` go to the codec's ``make_config`` (e.g. ``lossless``, ``scale``, ``attr_qp``; None
-    values mean "not given"; options the codec lacks raise UsageError). ``progress(done, total)`` is
+    values mean "not given"; options the codec lacks raise UsageError). A codec with ``encode_group``
+    (V-PCC) codes groups of ``config.gof`` frames; then every frame is first checked for colour and
+    bit depth agreement (InputError naming the file before any coding). ``progress(done, total)`` is
     called after each frame. Returns bytes, points, bpp (bits per input point), components (bytes per
     component over all frames), frames, encode_seconds (codec time, files excluded) and per-frame rows.
     """
@@ -116,24 +118,34 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
     points = depth = 0
     colors: bool | None = None
     seconds = 0.0
-    for i, fr in enumerate(frames):
-        cloud = read_ply(fr.path)
+    gof = int(getattr(config, "gof", 1) or 1) if hasattr(codec_obj, "encode_group") else 1
+    if gof > 1 and len(frames) > 1:
+        _check_frames(frames)  # colour / bit depth mismatches fail before any coding
+    done = 0
+    for g in range(0, len(frames), gof):
+        group = frames[g:g + gof]
+        clouds = [read_ply(fr.path) for fr in group]
         t0 = time.perf_counter()
-        code = codec_obj.encode_frame(cloud, config, state)
+        if gof > 1:
+            codes = codec_obj.encode_group(clouds, config, state)
+        else:
+            codes = [codec_obj.encode_frame(clouds[0], config, state)]
         seconds += time.perf_counter() - t0
-        has_colors = code.recon.colors is not None
-        if colors is not None and has_colors != colors:
-            raise InputError(f"{fr.path}: frames of one stream must all have colour or all lack it")
-        colors = has_colors
-        sizes = writer.add_frame(fr.index, len(code.recon), code.components, code.needs_previous)
-        for k, v in sizes.items():
-            totals[k] = totals.get(k, 0) + v
-        points += len(cloud)
-        depth = max(depth, code.bit_depth)
-        rows.append({"frame": fr.index, "path": str(fr.path), "points": len(cloud),
-                     "bytes": sum(sizes.values()), "components": sizes})
-        if progress is not None:
-            progress(i + 1, len(frames))
+        for fr, cloud, code in zip(group, clouds, codes):
+            has_colors = code.recon.colors is not None
+            if colors is not None and has_colors != colors:
+                raise InputError(f"{fr.path}: frames of one stream must all have colour or all lack it")
+            colors = has_colors
+            sizes = writer.add_frame(fr.index, len(code.recon), code.components, code.needs_previous)
+            for k, v in sizes.items():
+                totals[k] = totals.get(k, 0) + v
+            points += len(cloud)
+            depth = max(depth, code.bit_depth)
+            rows.append({"frame": fr.index, "path": str(fr.path), "points": len(cloud),
+                         "bytes": sum(sizes.values()), "components": sizes})
+            done += 1
+            if progress is not None:
+                progress(done, len(frames))
     declared = getattr(config, "bit_depth", None)
     data = writer.finish(bit_depth=declared or depth, origin=getattr(config, "origin", (0.0, 0.0, 0.0)),
                          scale=getattr(config, "scale", 1.0), flags=FLAG_COLORS if colors else 0)
@@ -141,6 +153,25 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
     return {"output": str(out), "codec": codec_obj.name, "bytes": len(data), "points": points,
             "bpp": 8.0 * len(data) / points if points else None, "components": totals,
             "frames": len(frames), "encode_seconds": round(seconds, 4), "per_frame": rows}
+
+
+def _check_frames(frames) -> None:
+    """InputError naming the frame when frames differ in colour presence or bit depth (bits of the
+    largest coordinate), read before any coding starts."""
+    first = None
+    for fr in frames:
+        info = cloud_info(read_ply(fr.path, allow_empty=True))
+        cur = ("rgb" in " ".join(info["attributes"]), info.get("bit_depth"))
+        if first is None:
+            first = (fr, cur)
+            continue
+        ref_fr, ref = first
+        if cur[0] != ref[0]:
+            raise InputError(f"{fr.path}: {'has' if cur[0] else 'lacks'} colour while {ref_fr.path} "
+                             f"{'has' if ref[0] else 'lacks'} it; frames of a sequence must agree")
+        if cur[1] is not None and ref[1] is not None and cur[1] != ref[1]:
+            raise InputError(f"{fr.path}: {cur[1]}-bit coordinates while {ref_fr.path} has {ref[1]}-bit "
+                             f"ones; frames of a sequence must share one bit depth")
 
 
 def parse_frame_range(spec: str | None) -> tuple[int | None, int | None]:
@@ -158,12 +189,17 @@ def parse_frame_range(spec: str | None) -> tuple[int | None, int | None]:
         raise UsageError(f"--frames {spec!r}: expected A:B, A: , :B or A (frame numbers)") from None
 
 
-def decode(stream: PathLike, output: PathLike, frames: str | None = None, progress=None) -> dict[str, Any]:
+def decode(stream: PathLike, output: PathLike, frames: str | None = None, progress=None,
+           denoise_depth: bool = False, weights: PathLike | None = None, restore: bool = False,
+           restore_weights: PathLike | None = None, restore_rate: str | None = None) -> dict[str, Any]:
     """Decode an .imc stream: one selected frame to a PLY file, several to a directory of PLYs.
 
     ``frames`` selects frame numbers (``"10:20"`` = 10..19, see :func:`parse_frame_range`); frames
     that need their predecessor are decoded from the nearest preceding independent frame. Returns
     points, frames, decode_seconds (codec time, files excluded) and the written paths.
+    ``denoise_depth`` (V-PCC streams only) filters the decoded depth images with the learned denoiser
+    (``weights`` or the shipped file); ``restore`` runs learned artifact removal on each decoded frame
+    (see :func:`restore`).
     """
     import time
 
@@ -189,6 +225,7 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
         ensure_dir(out)
     stem = Path(stream).stem
     state: dict = {}
+    post = _enhancers(stream, header, state, denoise_depth, weights, restore, restore_weights, restore_rate)
     written, points, seconds = [], 0, 0.0
     keep = set(wanted)
     for i in range(first, wanted[-1] + 1):
@@ -197,11 +234,15 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
         seconds += time.perf_counter() - t0
         if i not in keep:
             continue
-        if len(cloud) != entries[i].points:
+        if len(cloud) != entries[i].points and not denoise_depth:  # denoised depths change the count
             from imcodec.errors import BitstreamError
 
             raise BitstreamError(f"frame {entries[i].number} decodes to {len(cloud)} points, the index "
                                  f"says {entries[i].points}")
+        if post is not None:
+            t0 = time.perf_counter()
+            cloud = post(cloud)
+            seconds += time.perf_counter() - t0
         path = out if as_file else out / f"{stem}_{entries[i].number:04d}.ply"
         write_ply(cloud, path)
         written.append(str(path))
@@ -440,6 +481,128 @@ def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: i
             "parameters": summary["parameters"], "seconds": summary["seconds"], **last}
 
 
+# -------------------------------------------------------------------------- V-PCC enhancement
+
+def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, steps_per_epoch: int = 500,
+                        batch_size: int = 8, crop: int = 96, lr: float = 1e-2, seed: int = 0,
+                        synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
+                        cache_dir: PathLike | None = None, checkpoint_dir: PathLike | None = None,
+                        resume: bool = False, threads: int | None = 1, command: str | None = None,
+                        on_pairs=None, on_step=None) -> dict[str, Any]:
+    """Train the dual-path depth denoiser on frames V-PCC coded at ``rates``; write a weights file
+    (see imcodec.learned.train_denoise). Pairs are cached in ``cache_dir`` when given."""
+    import torch
+
+    from imcodec.io.files import write_bytes_atomic
+    from imcodec.learned.depth_denoise import weights_bytes
+    from imcodec.learned.enhance_data import load_pairs, training_clouds
+    from imcodec.learned.train_denoise import DenoiseTrainConfig, train_denoiser
+
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    _check_rates(rates)
+    clouds = training_clouds(list(data), tuple(synth_shapes), seed)
+    pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
+    cfg = DenoiseTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
+                             lr=lr, seed=seed)
+    model, summary = train_denoiser(cfg, pairs, checkpoint_dir, resume, on_step, threads)
+    meta = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
+            "train_config": summary["train_config"], "history": summary["history"],
+            "seconds": summary["seconds"], "parameters": summary["parameters"], "torch": str(torch.__version__)}
+    write_bytes_atomic(out, weights_bytes(model, meta))
+    last = summary["history"][-1] if summary["history"] else {}
+    return {"weights": str(out), "pairs": len(pairs), "parameters": summary["parameters"],
+            "seconds": summary["seconds"], **{k: v for k, v in last.items() if k.startswith("val_")}}
+
+
+def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_epoch: int = 150,
+                  batch_size: int = 4, crop: int = 64, lr: float = 2e-3, seed: int = 0,
+                  synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
+                  cache_dir: PathLike | None = None, checkpoint_dir: PathLike | None = None,
+                  resume: bool = False, threads: int | None = 1, command: str | None = None,
+                  on_pairs=None, on_step=None) -> dict[str, Any]:
+    """Train the artifact-removal network on frames V-PCC coded at ``rates`` (one rate: a model for
+    that rate, several: rate "all"); write a weights file (see imcodec.learned.train_restore)."""
+    import torch
+
+    from imcodec.io.files import write_bytes_atomic
+    from imcodec.learned.enhance_data import load_pairs, training_clouds
+    from imcodec.learned.restore import weights_bytes
+    from imcodec.learned.train_restore import RestoreTrainConfig, train_restorer
+
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    _check_rates(rates)
+    clouds = training_clouds(list(data), tuple(synth_shapes), seed)
+    pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
+    cfg = RestoreTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
+                             lr=lr, seed=seed)
+    model, summary = train_restorer(cfg, pairs, checkpoint_dir, resume, on_step, threads)
+    meta = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
+            "train_config": summary["train_config"], "history": summary["history"],
+            "seconds": summary["seconds"], "parameters": summary["parameters"], "torch": str(torch.__version__),
+            "count_ratio": summary["count_ratio"], "tuning": summary["tuning"]}
+    rate = rates[0] if len(rates) == 1 else "all"
+    write_bytes_atomic(out, weights_bytes(model, rate, summary["keep_ratio"], meta))
+    last = summary["history"][-1] if summary["history"] else {}
+    return {"weights": str(out), "rate": rate, "pairs": len(pairs), "parameters": summary["parameters"],
+            "seconds": summary["seconds"], "keep_ratio": summary["keep_ratio"].get(rate),
+            **{k: v for k, v in last.items() if k.startswith("val_")}}
+
+
+def restore(src: PathLike, dst: PathLike, rate: str | None = None, weights: PathLike | None = None,
+            threads: int | None = 2, progress=None) -> dict[str, Any]:
+    """Learned artifact removal on a decoded (voxelised) cloud; writes ``dst``
+    (see imcodec.learned.restore). ``rate`` picks the keep ratio (and a per-rate model if shipped)."""
+    import time
+
+    from imcodec.learned.restore import load_restorer, restore_cloud
+
+    model, info = load_restorer(rate, weights)
+    cloud = read_ply(src)
+    t0 = time.perf_counter()
+    out = restore_cloud(model, info, cloud, rate, threads=threads, progress=progress)
+    seconds = time.perf_counter() - t0
+    write_ply(out, dst)
+    return {"input": str(src), "output": str(dst), "input_points": len(cloud), "output_points": len(out),
+            "rate": rate or "any", "keep_ratio": round(info["keep_ratio"], 5), "weights": info["weights"],
+            "seconds": round(seconds, 3)}
+
+
+def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restore: bool, restore_weights,
+               restore_rate):
+    """Set up the decoder-side learned tools of :func:`decode`: puts the depth denoiser into the codec
+    state (V-PCC only, UsageError otherwise); returns the per-frame restore step or None."""
+    from imcodec.codecs import codec_name_for_id
+
+    if weights is not None and not denoise_depth:
+        raise UsageError("--weights selects the depth denoiser's weights; it needs --denoise-depth")
+    if (restore_weights is not None or restore_rate is not None) and not restore:
+        raise UsageError("--restore-weights / --restore-rate need --restore")
+    if denoise_depth:
+        name = codec_name_for_id(header.codec_id)
+        if not name.startswith("vpcc"):
+            raise UsageError(f"--denoise-depth filters V-PCC depth video; {stream} was coded with the "
+                             f"{name!r} codec")
+        from imcodec.learned.depth_denoise import DepthDenoiser
+
+        state["depth_denoiser"] = DepthDenoiser(weights)
+    if not restore:
+        return None
+    from imcodec.learned.restore import load_restorer, restore_cloud
+
+    model, info = load_restorer(restore_rate, restore_weights)
+    return lambda cloud: restore_cloud(model, info, cloud, restore_rate)
+
+
+def _check_rates(rates) -> None:
+    bad = [r for r in rates if r not in ("r1", "r2", "r3", "r4", "r5")]
+    if bad or not rates:
+        raise UsageError(f"rates must be among r1..r5, got {', '.join(map(str, rates)) or 'none'}")
+
+
 # ------------------------------------------------------------------------------ batch evaluation
 
 def bench_run(config: PathLike, out: PathLike | None = None, workers: int | None = None,
@@ -516,3 +679,50 @@ def render(inputs: list[PathLike], output: PathLike, view: str = "front", size: 
     return {"output": str(out), "inputs": [str(p) for p in inputs], "points": [len(c) for c in clouds],
             "view": view, "width": int(image.shape[1]), "height": int(image.shape[0]),
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+# ----------------------------------------------------------------------------------------- motion
+
+def motion(src: PathLike, out_dir: PathLike, options: dict[str, Any] | None = None, block: int = 16,
+           start: int | None = None, count: int | None = None, progress=None) -> dict[str, Any]:
+    """3D-motion hints of a sequence coded with V-PCC (``options`` as for ``encode --codec vpcc``).
+
+    Every frame after the first gets ``hints_NNNN.csv`` (format: :mod:`imcodec.io.hints`) and
+    ``hints_NNNN.png`` (the MV field over its atlas) in ``out_dir``; the hints are derived from the
+    decoded geometry and colour exactly as the decoder derives them. Returns the written files and
+    per-frame block counts and mean confidence.
+    """
+    from imcodec.codecs import get_codec
+    from imcodec.io.files import ensure_dir
+    from imcodec.io.hints import write_hints
+    from imcodec.io.images import write_png
+    from imcodec.vpcc.inter import encode_group
+    from imcodec.vpcc.motion import hint_image
+
+    if not 1 <= int(block) <= 256:
+        raise UsageError(f"--block must be in 1..256, got {block}")
+    codec_obj = get_codec("vpcc")
+    config = codec_obj.make_config(dict(options or {}))
+    frames = resolve_frames(src, start, count)
+    if len(frames) < 2:
+        raise UsageError(f"{src}: motion hints need at least two frames, got {len(frames)}")
+    _check_frames(frames)
+    out = ensure_dir(Path(out_dir))
+    state: dict = {"export_hints": True, "hint_block": int(block)}
+    rows, written, done = [], [], 0
+    for g in range(0, len(frames), config.gof):
+        group = frames[g:g + config.gof]
+        encode_group([read_ply(fr.path) for fr in group], config, state)
+        for seq_index, hints, width, height in state.pop("hints", []):
+            fr, prev = frames[seq_index], frames[seq_index - 1]
+            csv = out / f"hints_{fr.index:04d}.csv"
+            png = out / f"hints_{fr.index:04d}.png"
+            write_hints(csv, hints, fr.index, prev.index, width, height, int(block))
+            write_png(png, hint_image(hints, width, height, int(block)))
+            written += [str(csv), str(png)]
+            rows.append({"frame": fr.index, "previous": prev.index, "blocks": int(len(hints)),
+                         "mean_confidence": float(hints[:, 4].mean()) if len(hints) else None})
+        done += len(group)
+        if progress is not None:
+            progress(done, len(frames))
+    return {"output": str(out), "frames": rows, "written": written}

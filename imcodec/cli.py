@@ -247,6 +247,11 @@ class RateOpt(str, Enum):
     r5 = "r5"
 
 
+class OnOff(str, Enum):
+    on = "on"
+    off = "off"
+
+
 @app.command()
 def encode(
     src: Annotated[str, typer.Argument(help="Input PLY, or a sequence (directory, glob, %04d pattern); all frames go into one stream.")],
@@ -261,7 +266,8 @@ def encode(
     geometry_qp: Annotated[Optional[int], typer.Option("--geometry-qp", help="V-PCC: geometry video QP.")] = None,
     attribute_qp: Annotated[Optional[int], typer.Option("--attribute-qp", help="V-PCC: attribute video QP.")] = None,
     keep_intermediate: Annotated[Optional[Path], typer.Option("--keep-intermediate", help="V-PCC: keep the intermediate images/videos in this directory.")] = None,
-    gof: Annotated[Optional[int], typer.Option("--gof", help="V-PCC: group-of-frames size.")] = None,
+    gof: Annotated[Optional[int], typer.Option("--gof", help="V-PCC: group-of-frames size (default 32; 1 = all intra).")] = None,
+    motion_hints: Annotated[Optional[OnOff], typer.Option("--motion-hints", help="V-PCC: code colour against the 3D motion-compensated prediction (default on).")] = None,
     start: FramesStart = None,
     count: FramesCount = None,
     json_out: JsonOpt = False,
@@ -272,7 +278,8 @@ def encode(
     options = {"lossless": lossless or None, "scale": scale, "attr_qp": attr_qp,
                "lossless_color": lossless_color or None, "bit_depth": bits,
                "rate": rate.value if rate is not None else None, "geometry_qp": geometry_qp,
-               "attribute_qp": attribute_qp, "keep_intermediate": keep_intermediate, "gof": gof}
+               "attribute_qp": attribute_qp, "keep_intermediate": keep_intermediate, "gof": gof,
+               "motion_hints": motion_hints.value if motion_hints is not None else None}
     bar, update = _progress_bar("encoding frames")
     try:
         if bar is not None:
@@ -294,6 +301,11 @@ def decode(
     stream: Annotated[Path, typer.Argument(help="Input .imc stream.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY (one frame) or directory (several frames).")],
     frames: Annotated[Optional[str], typer.Option("--frames", help="Frame numbers A:B (A <= n < B), A: , :B or A.")] = None,
+    denoise_depth: Annotated[bool, typer.Option("--denoise-depth", help="V-PCC: filter the decoded depth images with the learned denoiser.")] = False,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Depth-denoiser weights (default: the shipped ones).")] = None,
+    restore: Annotated[bool, typer.Option("--restore", help="Run learned geometry artifact removal on each decoded frame.")] = False,
+    restore_weights: Annotated[Optional[Path], typer.Option("--restore-weights", help="Artifact-removal weights (default: the shipped ones).")] = None,
+    restore_rate: Annotated[Optional[str], typer.Option("--restore-rate", help="Rate (r1..r5) the stream was coded at, for --restore.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Decode an .imc stream to PLY (a directory of PLYs for several frames)."""
@@ -303,7 +315,9 @@ def decode(
     try:
         if bar is not None:
             bar.start()
-        result = api.decode(stream, output, frames=frames, progress=update)
+        result = api.decode(stream, output, frames=frames, progress=update, denoise_depth=denoise_depth,
+                            weights=weights, restore=restore, restore_weights=restore_weights,
+                            restore_rate=restore_rate)
     finally:
         if bar is not None:
             bar.stop()
@@ -311,6 +325,37 @@ def decode(
         _print_json(result)
         return
     _print_table(f"decoded {stream}", [(k, v) for k, v in result.items() if not isinstance(v, (list, dict))])
+
+
+@app.command()
+def motion(
+    src: Annotated[str, typer.Argument(help="Input sequence (directory, glob, %04d pattern), at least two frames.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for hints_NNNN.csv / .png.")],
+    rate: Annotated[Optional[RateOpt], typer.Option("--rate", help="V-PCC rate point whose decoded geometry the hints come from.")] = None,
+    gof: Annotated[Optional[int], typer.Option("--gof", help="V-PCC group-of-frames size.")] = None,
+    block: Annotated[int, typer.Option("--block", help="Block size of the hints, pixels.")] = 16,
+    start: FramesStart = None,
+    count: FramesCount = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write per-frame 3D-motion hints (block, MV, confidence) of a V-PCC-coded sequence and PNGs of the MV field."""
+    from imcodec import api
+
+    options = {"rate": rate.value if rate is not None else None, "gof": gof}
+    bar, update = _progress_bar("coding frames")
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.motion(src, out, options=options, block=block, start=start, count=count, progress=update)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table(f"motion hints -> {out}", [(f"frame {r['frame']}", f"{r['blocks']} blocks, mean confidence "
+                                            f"{r['mean_confidence'] if r['mean_confidence'] is None else round(r['mean_confidence'], 3)}")
+                                           for r in result["frames"]])
 
 
 # ------------------------------------------------------------------------------------- upsampling
@@ -421,6 +466,134 @@ def train_upsample(
         _print_json(result)
         return
     _print_table(f"train upsample x{factor}", list(result.items()))
+
+
+def _run_enhance_training(title: str, call) -> dict:
+    """Run a V-PCC enhancement training call with a progress bar for pair making and for steps."""
+    bar, update = _progress_bar(title)
+
+    def on_pairs(done: int, total: int, note: str) -> None:
+        if update is not None:
+            update(done, total, f"coding {note}")
+
+    def on_step(ev: dict) -> None:
+        if "epoch_done" in ev:
+            h = ev["epoch_done"]
+            vals = ", ".join(f"{k} {v:.4f}" for k, v in h.items() if k.startswith("val_"))
+            _info(f"epoch {h['epoch']}: train loss {h['train_loss']:.4f}, {vals}, {h['seconds']:.0f} s")
+        elif "tune" in ev:
+            if update is not None:
+                update(*ev["tune"])
+        elif update is not None:
+            update(ev["step"], ev["total"], f"epoch {ev['epoch']} loss {ev['loss']:.4f}")
+
+    try:
+        if bar is not None:
+            bar.start()
+        return call(on_pairs, on_step)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+EnhanceData = Annotated[Optional[list[str]], typer.Option("--data", help="Training frames: PLY, directory, glob or %04d pattern (repeatable); never the held-out frames.")]
+EnhanceCache = Annotated[Optional[Path], typer.Option("--cache-dir", help="Keep the coded training pairs here (made once).")]
+
+
+@train_app.command("denoise-depth")
+def train_denoise_depth(
+    data: EnhanceData = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("denoise_depth.pt"),
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs (first half near network, second half far).")] = 8,
+    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 500,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 8,
+    crop: Annotated[int, typer.Option("--crop", help="Crop edge in pixels.")] = 96,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 1e-2,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
+    cache_dir: EnhanceCache = None,
+    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the V-PCC depth denoiser (near, then far network) on frames coded at r1..r5."""
+    import shlex
+
+    from imcodec import api
+
+    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = _run_enhance_training("training depth denoiser", lambda on_pairs, on_step: api.train_denoise_depth(
+        data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
+        seed=seed, synth_shapes=() if no_synth else ("body", "torus"), cache_dir=cache_dir,
+        checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
+        on_pairs=on_pairs, on_step=on_step))
+    if json_out:
+        _print_json(result)
+        return
+    _print_table("train denoise-depth", list(result.items()))
+
+
+@train_app.command("restore")
+def train_restore(
+    data: EnhanceData = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("restore.pt"),
+    rate: Annotated[Optional[list[str]], typer.Option("--rate", help="Rates to train on (repeatable; default r1..r5; one rate makes a per-rate model).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs.")] = 5,
+    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 120,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 3,
+    crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 2e-3,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
+    cache_dir: EnhanceCache = None,
+    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the sparse-conv artifact-removal network on frames V-PCC coded at r1..r5."""
+    import shlex
+
+    from imcodec import api
+
+    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    rates = tuple(rate) if rate else ("r1", "r2", "r3", "r4", "r5")
+    result = _run_enhance_training("training restore", lambda on_pairs, on_step: api.train_restore(
+        data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
+        seed=seed, synth_shapes=() if no_synth else ("body", "torus"), rates=rates, cache_dir=cache_dir,
+        checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
+        on_pairs=on_pairs, on_step=on_step))
+    if json_out:
+        _print_json(result)
+        return
+    _print_table("train restore", list(result.items()))
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="Decoded voxelised PLY (e.g. V-PCC output).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY.")],
+    rate: Annotated[Optional[str], typer.Option("--rate", help="Rate the cloud was coded at (r1..r5); default: a model for all rates.")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file (default: the shipped ones).")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
+    json_out: JsonOpt = False,
+) -> None:
+    """Learned geometry artifact removal on a decoded cloud (sparse-conv voxel classification)."""
+    from imcodec import api
+
+    bar, update = _progress_bar("restoring chunks")
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.restore(src, output, rate=rate, weights=weights, threads=threads, progress=update)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table("restore", list(result.items()))
 
 
 # ------------------------------------------------------------------------------- batch evaluation

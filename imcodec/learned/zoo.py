@@ -6,7 +6,10 @@ A weights file is a ``torch.save`` dict (loaded with ``weights_only=True``) with
     factor=4, config={UpsamplerConfig fields}, state_dict={...}, meta={how it was trained}
 
 so a file for another task, architecture or factor is refused with a message naming the file,
-what it holds and what was expected.
+what it holds and what was expected. The V-PCC enhancement tools use the same header through
+:func:`read_weights`: task "denoise-depth" (:mod:`imcodec.learned.depth_denoise`, shipped as
+``denoise_depth.pt``) and task "restore" with a ``rate`` field (:mod:`imcodec.learned.restore`,
+shipped as ``restore.pt``).
 """
 
 from __future__ import annotations

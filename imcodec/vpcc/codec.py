@@ -48,13 +48,32 @@ class VpccCodec:
             _keep(Path(config.keep_intermediate), index, frame.images, frame.components, ext)
         return FrameCode(frame.components, frame.recon, bit_depth=frame.bit_depth)
 
+    def encode_group(self, clouds: list[PointCloud], config: VpccConfig, state: dict) -> list[FrameCode]:
+        """Code a group of frames with inter prediction (:mod:`imcodec.vpcc.inter`); one frame is
+        coded as :meth:`encode_frame` does (intra)."""
+        if len(clouds) == 1:
+            return [self.encode_frame(clouds[0], config, state)]
+        from imcodec.vpcc.inter import encode_group
+
+        return encode_group(clouds, config, state)
+
     def decode_frame(self, components: dict[str, bytes], header: Any, state: dict) -> PointCloud:
         params = header.params if hasattr(header, "params") else bytes(header)
-        return decode_components(components, StreamParams.unpack(params))
+        sp = StreamParams.unpack(params)
+        if "gof" in components:
+            from imcodec.vpcc.inter import decode_gof_frame
+
+            return decode_gof_frame(components, sp, state, denoiser=state.get("depth_denoiser"))
+        state.pop("gof", None)
+        return decode_components(components, sp, denoiser=state.get("depth_denoiser"))
 
 
-def decode_components(components: dict[str, bytes], sp: StreamParams, threads: int = 2) -> PointCloud:
-    """Rebuild a frame from its sub-streams (BitstreamError when one is missing or damaged)."""
+def decode_components(components: dict[str, bytes], sp: StreamParams, threads: int = 2,
+                      denoiser=None) -> PointCloud:
+    """Rebuild a frame from its sub-streams (BitstreamError when one is missing or damaged).
+
+    ``denoiser(geo_frames, meta, occ, owner, sp) -> geo_frames`` (optional, e.g.
+    :class:`imcodec.learned.depth_denoise.DepthDenoiser`) filters the decoded depth frames."""
     missing = [name for name in COMPONENTS if name not in components]
     if missing:
         raise BitstreamError(f"V-PCC frame lacks sub-stream(s) {', '.join(missing)}")
@@ -70,6 +89,8 @@ def decode_components(components: dict[str, bytes], sp: StreamParams, threads: i
         occ, owner = decode_occupancy_map(components["occupancy"], allowed, ptr, idx, sp.b0)
         geo = decode_video(components["geometry_video"], sp.geometry_codec, sp.geometry_pix_fmt,
                            meta.width, meta.height, sp.geometry_layers, threads)
+        if denoiser is not None:
+            geo = denoiser(geo, meta, occ, owner, sp)
     elif components["geometry_video"] or components["occupancy"]:
         raise BitstreamError("V-PCC frame without patches carries geometry video or occupancy data")
     points, ys, xs, slot = frame_geometry(meta, occ, owner, sp, geo, raw)

@@ -165,8 +165,9 @@ def _pack(pset: PatchSet, origin, coord_bits: int, cfg: VpccConfig) -> tuple[Fra
     return meta, pset
 
 
-def _occupancy(meta: FrameMeta, pset: PatchSet, b0: int):
-    """Code the occupancy map; returns the decoder's (occ, owner), the bytes and patch pixel positions."""
+def _occupancy(meta: FrameMeta, pset: PatchSet, b0: int, ref=None):
+    """Code the occupancy map (``ref``: the previous frame's decoded map in a GOF, or None); returns
+    the decoder's (occ, owner), the bytes and patch pixel positions."""
     py, px = canvas_coords(meta, pset.pix_patch, pset.pix_u, pset.pix_v)
     occ = occupancy_cells(px, py, meta.width, meta.height, b0)
     wo = np.where(meta.orient & 1, meta.bh, meta.bw)
@@ -175,8 +176,8 @@ def _occupancy(meta: FrameMeta, pset: PatchSet, b0: int):
     allowed = cell_allowed(ptr, meta.width, meta.height, b0)
     owner = np.full((meta.height // BLOCK, meta.width // BLOCK), -1, dtype=np.int64)
     owner[py // BLOCK, px // BLOCK] = pset.pix_patch
-    data = encode_occupancy(occ, allowed, owner_indices(occ, owner, ptr, idx, b0))
-    occ_dec, owner_dec = decode_occupancy_map(data, allowed, ptr, idx, b0)
+    data = encode_occupancy(occ, allowed, owner_indices(occ, owner, ptr, idx, b0), ref)
+    occ_dec, owner_dec = decode_occupancy_map(data, allowed, ptr, idx, b0, ref)
     return occ_dec, owner_dec, data, py, px
 
 
@@ -198,15 +199,28 @@ def _geometry_images(meta: FrameMeta, pset: PatchSet, py, px, occ, owner, rel, s
 
 def _attribute_frames(meta, coords, colors, points, ys, xs, slot, n_raw, sp: StreamParams,
                       cfg: VpccConfig):
-    """Colour transfer onto the decoded geometry, T0/T1 images, push-pull padding, YUV 4:2:0.
-
-    Texture pixel k holds the mean transferred colour of the points that read it (slot k).
-    """
+    """Colour transfer onto the decoded geometry, then :func:`atlas_frames`."""
     col = transfer_colors(coords, colors, points, workers=cfg.threads)
+    return atlas_frames(meta, col, ys, xs, slot, n_raw, sp.n_attribute_frames,
+                        keep=bool(cfg.keep_intermediate))
+
+
+def atlas_frames(meta, col, ys, xs, slot, n_raw: int, n_tex: int, height: int | None = None,
+                 keep: bool = False, first_only: bool = False):
+    """T0/T1 images of per-point colours, push-pull padding, YUV 4:2:0.
+
+    col: (K+R, 3) float64 RGB of the frame's points (patch points, then raw points); ys, xs, slot:
+    (K,) pixel and texture slot of the patch points. Texture pixel k holds the mean colour of the
+    points that read it (slot k). height: canvas height of the attribute video (at least the
+    geometry canvas plus the raw-colour rows; None = exactly that). Returns (frames: n_tex tuples of
+    YUV 4:2:0 uint8 planes, images: RGB uint8 copies when ``keep``); ``first_only`` returns T0 only
+    (the same T0 as without it).
+    """
     k = len(slot)
     w = meta.width
     h = meta.height + raw_rows(n_raw, w)
-    n_tex = sp.n_attribute_frames
+    if height is not None:
+        h = max(h, int(height))
     eff = slot.astype(np.int64) if n_tex == 2 else np.zeros(k, dtype=np.int64)
     flat = (eff * h + ys) * w + xs
     cnt = np.bincount(flat, minlength=n_tex * h * w).reshape(n_tex, h, w)
@@ -224,9 +238,9 @@ def _attribute_frames(meta, coords, colors, points, ys, xs, slot, n_raw, sp: Str
         mask[ry, rx] = True
     frames = []
     images = {}
-    for i in range(n_tex):
+    for i in range(1 if first_only else n_tex):
         ycc = push_pull(rgb_to_ycbcr(tex[i]), mask)
         frames.append(to_yuv420(ycc, mask))
-        if cfg.keep_intermediate:
+        if keep:
             images[f"attribute_t{i}"] = np.clip(np.rint(ycbcr_to_rgb(ycc)), 0, 255).astype(np.uint8)
     return frames, images

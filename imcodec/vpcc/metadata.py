@@ -76,25 +76,46 @@ _C_BV = _C_BU + UINT_BLOCK
 _C_BW = _C_BV + SINT_BLOCK
 _C_BH = _C_BW + UINT_BLOCK
 _C_FIX = _C_BH + SINT_BLOCK                  # three fixed-length fields
-_N_CTX = _C_FIX + 3 * _FIX_BITS
+_C_COPY = _C_FIX + 3 * _FIX_BITS             # inter: "copy of a reference patch" flag
+_C_REF = _C_COPY + 1                         # inter: reference index step
+_N_CTX = _C_REF + SINT_BLOCK
 
 
-def encode_meta(meta: FrameMeta, orient_bits: int) -> bytes:
-    """Range-code a :class:`FrameMeta`."""
+def _columns(meta: FrameMeta) -> np.ndarray:
+    return np.ascontiguousarray(np.stack([meta.plane, meta.orient, meta.bu, meta.bv, meta.bw, meta.bh,
+                                          meta.u1, meta.v1, meta.dpos]).astype(np.int64).reshape(9, -1))
+
+
+def encode_meta(meta: FrameMeta, orient_bits: int, ref: FrameMeta | None = None) -> bytes:
+    """Range-code a :class:`FrameMeta`.
+
+    ref: the previous frame's metadata in a GOF (inter coding): each patch then starts with a flag
+    telling whether it repeats a reference patch exactly (all nine fields); such a patch costs the
+    flag and its reference index as a step from the previous copied patch's index + 1. None = intra.
+    """
     hdr = np.array([meta.coord_bits, meta.width, meta.height, meta.count], dtype=np.int64)
     origin = np.ascontiguousarray(meta.origin, dtype=np.int64)
-    cols = np.ascontiguousarray(np.stack([meta.plane, meta.orient, meta.bu, meta.bv, meta.bw, meta.bh,
-                                          meta.u1, meta.v1, meta.dpos]).astype(np.int64).reshape(9, -1))
+    cols = _columns(meta)
+    refcols = _columns(ref) if ref is not None else np.zeros((9, 0), dtype=np.int64)
+    refidx = np.full(meta.count, -1, dtype=np.int64)
+    if ref is not None:
+        lookup: dict = {}
+        for j in range(refcols.shape[1] - 1, -1, -1):
+            lookup[tuple(refcols[:, j])] = j
+        for i in range(meta.count):
+            refidx[i] = lookup.get(tuple(cols[:, i]), -1)
     buf = np.empty(64 + 16 * meta.count, dtype=np.uint8)
     while True:
-        n = _enc_meta(new_encoder_state(), new_counters(_N_CTX), hdr, origin, cols, orient_bits, buf)
+        n = _enc_meta(new_encoder_state(), new_counters(_N_CTX), hdr, origin, cols, orient_bits, buf,
+                      refidx, int(ref is not None))
         if n <= len(buf):
             return buf[:n].tobytes()
         buf = np.empty(n, dtype=np.uint8)
 
 
-def decode_meta(data: bytes, orient_bits: int) -> FrameMeta:
-    """Inverse of :func:`encode_meta`; BitstreamError on damaged data or implausible values."""
+def decode_meta(data: bytes, orient_bits: int, ref: FrameMeta | None = None) -> FrameMeta:
+    """Inverse of :func:`encode_meta` (``ref`` as given to it); BitstreamError on damaged data or
+    implausible values."""
     arr = np.frombuffer(data, dtype=np.uint8)
     st = new_decoder_state()
     hdr = np.zeros(4, dtype=np.int64)
@@ -109,8 +130,9 @@ def decode_meta(data: bytes, orient_bits: int) -> FrameMeta:
         raise BitstreamError(f"patch metadata header is damaged (coordinate bits {coord_bits}, "
                              f"canvas {width}x{height}, {count} patches)")
     cols = np.zeros((9, count), dtype=np.int64)
-    _dec_patches(st, arr, t, cols, coord_bits, orient_bits)
-    if dec_overrun(st) > 0 or st[D_POS] != len(arr):
+    refcols = _columns(ref) if ref is not None else np.zeros((9, 0), dtype=np.int64)
+    ok = _dec_patches(st, arr, t, cols, coord_bits, orient_bits, refcols, int(ref is not None))
+    if not ok or dec_overrun(st) > 0 or st[D_POS] != len(arr):
         raise BitstreamError(f"patch metadata sub-stream of {len(arr)} bytes is truncated or damaged")
     plane, orient, bu, bv, bw, bh, u1, v1, dpos = cols
     wo = np.where(orient & 1, bh, bw)
@@ -162,7 +184,7 @@ def _dec_tree(st, data, t, base, nbits):
 
 
 @njit(cache=True)
-def _enc_meta(st, t, hdr, origin, cols, orient_bits, buf):
+def _enc_meta(st, t, hdr, origin, cols, orient_bits, buf, refidx, use_ref):
     for i in range(4):
         enc_uint(st, buf, t, _C_HDR + i * UINT_BLOCK, hdr[i])
     for i in range(3):
@@ -170,7 +192,18 @@ def _enc_meta(st, t, hdr, origin, cols, orient_bits, buf):
     nb = hdr[0]
     pbv = 0
     pbh = 0
+    pref = -1
     for p in range(cols.shape[1]):
+        if use_ref:
+            copy = 1 if refidx[p] >= 0 else 0
+            enc_bit(st, buf, copy, counter_p16(t, _C_COPY))
+            counter_update(t, _C_COPY, copy, _LIMIT)
+            if copy:
+                enc_sint(st, buf, t, _C_REF, refidx[p] - pref - 1)
+                pref = refidx[p]
+                pbv = cols[3, p]
+                pbh = cols[5, p]
+                continue
         _enc_tree(st, buf, t, _C_PLANE, cols[0, p], 3)
         _enc_tree(st, buf, t, _C_ORIENT, cols[1, p], orient_bits)
         enc_uint(st, buf, t, _C_BU, cols[2, p])
@@ -193,10 +226,24 @@ def _dec_header(st, data, t, hdr, origin):
 
 
 @njit(cache=True)
-def _dec_patches(st, data, t, cols, nb, orient_bits):
+def _dec_patches(st, data, t, cols, nb, orient_bits, refcols, use_ref):
     pbv = 0
     pbh = 0
+    pref = -1
     for p in range(cols.shape[1]):
+        if use_ref:
+            copy = dec_bit(st, data, counter_p16(t, _C_COPY))
+            counter_update(t, _C_COPY, copy, _LIMIT)
+            if copy:
+                r = pref + 1 + dec_sint(st, data, t, _C_REF)
+                if r < 0 or r >= refcols.shape[1]:
+                    return False
+                for f in range(9):
+                    cols[f, p] = refcols[f, r]
+                pref = r
+                pbv = cols[3, p]
+                pbh = cols[5, p]
+                continue
         cols[0, p] = _dec_tree(st, data, t, _C_PLANE, 3)
         cols[1, p] = _dec_tree(st, data, t, _C_ORIENT, orient_bits)
         cols[2, p] = dec_uint(st, data, t, _C_BU)
@@ -207,6 +254,9 @@ def _dec_patches(st, data, t, cols, nb, orient_bits):
         pbh = cols[5, p]
         for f in range(3):
             cols[6 + f, p] = _dec_fixed(st, data, t, _C_FIX + f * _FIX_BITS, nb)
+        if dec_overrun(st) > 0:
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------------ raw points

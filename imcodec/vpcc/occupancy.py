@@ -78,28 +78,43 @@ def cell_allowed(ptr: np.ndarray, width: int, height: int, b0: int) -> np.ndarra
     return np.repeat(np.repeat(covered, r, axis=0), r, axis=1)
 
 
-def encode_occupancy(occ: np.ndarray, allowed: np.ndarray, owner_index: np.ndarray) -> bytes:
+def _reference(ref, shape) -> tuple[np.ndarray, int]:
+    if ref is None:
+        return np.zeros((1, 1), dtype=np.uint8), 0
+    ref = np.ascontiguousarray(ref, dtype=np.uint8)
+    if ref.shape != tuple(shape):
+        raise ValueError(f"reference occupancy {ref.shape} differs from the map {tuple(shape)}")
+    return ref, 1
+
+
+def encode_occupancy(occ: np.ndarray, allowed: np.ndarray, owner_index: np.ndarray,
+                     ref: np.ndarray | None = None) -> bytes:
     """Code the cell map ``occ`` ((Hc, Wc) uint8) where ``allowed`` and the owner indices.
 
     owner_index: (K,) int64, one per occupied block with several candidate patches, in raster order.
+    ref: the previous frame's decoded map of the same shape (inter coding in a GOF, whose patches
+    keep their canvas place): two more context bits, the co-located reference cell and whether any of
+    its four neighbours is occupied. None = intra (the original contexts).
     """
     occ = np.ascontiguousarray(occ, dtype=np.uint8)
     allowed = np.ascontiguousarray(allowed, dtype=np.uint8)
     owners = np.ascontiguousarray(owner_index, dtype=np.int64)
+    refm, use = _reference(ref, occ.shape)
     buf = np.empty(int(allowed.sum()) // 6 + 4 * len(owners) + 64, dtype=np.uint8)
     while True:
-        n = _encode(new_encoder_state(), new_counters(_NCTX), new_counters(UINT_BLOCK), occ, allowed,
-                    owners, buf)
+        n = _encode(new_encoder_state(), new_counters(5 * _NCTX), new_counters(UINT_BLOCK), occ, allowed,
+                    owners, buf, refm, use)
         if n <= len(buf):
             return buf[:n].tobytes()
         buf = np.empty(n, dtype=np.uint8)
 
 
 def decode_occupancy_map(data: bytes, allowed: np.ndarray, ptr: np.ndarray, idx: np.ndarray,
-                         b0: int) -> tuple[np.ndarray, np.ndarray]:
+                         b0: int, ref: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode (occ (Hc, Wc) uint8, block_owner (Hb, Wb) int64 patch index or -1).
 
-    ``ptr``/``idx``: candidates from :func:`box_blocks`. Damaged data raises BitstreamError.
+    ``ptr``/``idx``: candidates from :func:`box_blocks`; ``ref`` as for :func:`encode_occupancy`.
+    Damaged data raises BitstreamError.
     """
     arr = np.frombuffer(data, dtype=np.uint8)
     allowed = np.ascontiguousarray(allowed, dtype=np.uint8)
@@ -108,7 +123,9 @@ def decode_occupancy_map(data: bytes, allowed: np.ndarray, ptr: np.ndarray, idx:
     r = BLOCK // b0
     owner = np.full((hc // r, wc // r), -1, dtype=np.int64)
     st = new_decoder_state()
-    ok = _decode(st, arr, new_counters(_NCTX), new_counters(UINT_BLOCK), allowed, occ, ptr, idx, owner, r)
+    refm, use = _reference(ref, allowed.shape)
+    ok = _decode(st, arr, new_counters(5 * _NCTX), new_counters(UINT_BLOCK), allowed, occ, ptr, idx, owner,
+                 r, refm, use)
     if not ok or dec_overrun(st) > 0 or st[D_POS] != len(arr):
         raise BitstreamError(f"occupancy sub-stream of {len(arr)} bytes is damaged "
                              f"(decoder consumed {int(st[D_POS])})")
@@ -129,12 +146,27 @@ def _ctx(occ, y, x, wc):
 
 
 @njit(cache=True)
-def _encode(st, t, tu, occ, allowed, owners, buf):
+def _ref_ctx(ref, y, x, use):
+    """Context offset from the reference map: (1 + 2 * co-located + any 4-neighbour) * 1024, 0 without one."""
+    if not use:
+        return 0
+    hc, wc = ref.shape
+    near = 0
+    for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0)):
+        yy = y + dy
+        xx = x + dx
+        if 0 <= yy < hc and 0 <= xx < wc and ref[yy, xx]:
+            near = 1
+    return (1 + 2 * ref[y, x] + near) << 10
+
+
+@njit(cache=True)
+def _encode(st, t, tu, occ, allowed, owners, buf, ref, use):
     hc, wc = occ.shape
     for y in range(hc):
         for x in range(wc):
             if allowed[y, x]:
-                c = _ctx(occ, y, x, wc)
+                c = _ctx(occ, y, x, wc) + _ref_ctx(ref, y, x, use)
                 b = occ[y, x]
                 enc_bit(st, buf, b, counter_p16(t, c))
                 counter_update(t, c, b, _LIMIT)
@@ -144,13 +176,13 @@ def _encode(st, t, tu, occ, allowed, owners, buf):
 
 
 @njit(cache=True)
-def _decode(st, data, t, tu, allowed, occ, ptr, idx, owner, r):
+def _decode(st, data, t, tu, allowed, occ, ptr, idx, owner, r, ref, use):
     dec_init(st, data)
     hc, wc = occ.shape
     for y in range(hc):
         for x in range(wc):
             if allowed[y, x]:
-                c = _ctx(occ, y, x, wc)
+                c = _ctx(occ, y, x, wc) + _ref_ctx(ref, y, x, use)
                 b = dec_bit(st, data, counter_p16(t, c))
                 counter_update(t, c, b, _LIMIT)
                 occ[y, x] = b

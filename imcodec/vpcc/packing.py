@@ -19,6 +19,7 @@ import numpy as np
 from imcodec.jit import njit
 
 BLOCK = 16
+NEAR = 3  # blocks around a preferred place tried before the raster search (pack_preferred)
 
 
 @dataclass
@@ -162,4 +163,88 @@ def _pack(bw, bh, ptr, mask, order, wb, n_orient):
                 if placed:
                     break
             y0 += 1
+    return bu, bv, orient, used_h
+
+
+def pack_preferred(su: np.ndarray, sv: np.ndarray, ptr: np.ndarray, mask: np.ndarray, order: np.ndarray,
+                   pref_bu: np.ndarray, pref_bv: np.ndarray, pref_orient: np.ndarray,
+                   width: int = 1280, orientations: int = 2) -> Packing:
+    """Pack patches in the given ``order`` ((P,) int64), each first at its preferred place.
+
+    Temporally consistent packing: a patch matched to one of the previous frame gets that patch's
+    block position and orientation (pref_bu/pref_bv/pref_orient, (P,) int64; pref_bu -1 = none) when
+    its occupied blocks are free there, else the nearest free place within ``NEAR`` blocks (same
+    orientation; rings of growing Chebyshev distance, raster order within a ring); otherwise, and for
+    unmatched patches, the first free position in raster order as :func:`pack`. The canvas is at least ``width`` wide (grown as :func:`pack`).
+    """
+    n = len(su)
+    bw, bh = padded_blocks(su, sv)
+    if n == 0:
+        return Packing(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                       int(width), BLOCK)
+    wb = max(width // BLOCK, int(np.min(np.stack([bw, bh]), axis=0).max() if orientations > 1 else bw.max()))
+    bu, bv, orient, hb = _pack_pref(bw.astype(np.int64), bh.astype(np.int64), ptr, mask,
+                                    np.ascontiguousarray(order, dtype=np.int64), wb, int(orientations),
+                                    np.ascontiguousarray(pref_bu, dtype=np.int64),
+                                    np.ascontiguousarray(pref_bv, dtype=np.int64),
+                                    np.ascontiguousarray(pref_orient, dtype=np.int64))
+    return Packing(bu, bv, orient, int(wb * BLOCK), int(max(hb, 1) * BLOCK))
+
+
+@njit(cache=True)
+def _pack_pref(bw, bh, ptr, mask, order, wb, n_orient, pbu, pbv, por):
+    n = bw.shape[0]
+    cap = 64
+    for p in range(n):
+        cap += max(bw[p], bh[p])
+        if pbu[p] >= 0:
+            cap = max(cap, pbv[p] + bw[p] + bh[p] + 64)
+    grid = np.zeros((cap, wb), dtype=np.uint8)
+    bu = np.zeros(n, dtype=np.int64)
+    bv = np.zeros(n, dtype=np.int64)
+    orient = np.zeros(n, dtype=np.int64)
+    used_h = 0
+    for k in range(n):
+        p = order[k]
+        placed = False
+        if pbu[p] >= 0:
+            o = por[p]
+            w = bh[p] if o & 1 else bw[p]
+            h = bw[p] if o & 1 else bh[p]
+            for r in range(NEAR + 1):  # the preferred place, then rings of growing distance
+                for dy in range(-r, r + 1):
+                    for dx in range(-r, r + 1):
+                        if placed or max(abs(dx), abs(dy)) != r:
+                            continue
+                        x0 = pbu[p] + dx
+                        y0 = pbv[p] + dy
+                        if x0 < 0 or y0 < 0 or x0 + w > wb or y0 + h > cap:
+                            continue
+                        if _fits(grid, mask, ptr[p], bw[p], bh[p], o, x0, y0):
+                            bu[p], bv[p], orient[p] = x0, y0, o
+                            placed = True
+        y0 = 0
+        while not placed:
+            for x0 in range(wb):
+                for o in range(n_orient):
+                    w = bh[p] if o & 1 else bw[p]
+                    h = bw[p] if o & 1 else bh[p]
+                    if x0 + w > wb or y0 + h > cap:
+                        continue
+                    if _fits(grid, mask, ptr[p], bw[p], bh[p], o, x0, y0):
+                        bu[p], bv[p], orient[p] = x0, y0, o
+                        placed = True
+                        break
+                if placed:
+                    break
+            y0 += 1
+        o = orient[p]
+        for j in range(bh[p]):
+            for i in range(bw[p]):
+                if mask[ptr[p] + j * bw[p] + i]:
+                    x, y = _oriented_block(i, j, bw[p], bh[p], o)
+                    grid[bv[p] + y, bu[p] + x] = 1
+        h = bw[p] if o & 1 else bh[p]
+        if bv[p] + h > used_h:
+            used_h = bv[p] + h
     return bu, bv, orient, used_h

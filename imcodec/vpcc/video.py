@@ -45,6 +45,9 @@ class VideoSpec:
     preset: x265 preset (speed / efficiency trade-off); always tuned for PSNR (no psycho-visual
       optimisations), every frame at ``qp`` (ipratio = pbratio = 1, as the CTC QPs mean).
     threads: worker threads given to the encoder and decoder.
+    keyint: GOP length (None: the number of frames coded, or 1 with ``intra``).
+    intra_qp: QP of the I-frame (None: ``qp``); used for reference frames that are synthesised by
+      both sides and never transmitted (see :func:`encode_video_after`).
     """
 
     codec: str = "hevc"
@@ -53,6 +56,8 @@ class VideoSpec:
     intra: bool = False
     preset: str = "slow"
     threads: int = 1
+    keyint: int | None = None
+    intra_qp: int | None = None
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -197,9 +202,11 @@ def encode_video(frames: list[tuple[np.ndarray, ...]], spec: VideoSpec) -> bytes
     else:
         _check_encoder(binary, "libx265")
         # every frame at the given QP (ipratio/pbratio 1), no SEI/AUD/hash overhead, one GOP
+        keyint = 1 if spec.intra else (spec.keyint or max(2, len(frames)))
+        ipratio = 1.0 if spec.intra_qp is None else 2.0 ** ((spec.qp - spec.intra_qp) / 6.0)
         params = ["log-level=error", f"pools={spec.threads}", "frame-threads=1", "bframes=0",
-                  "ipratio=1", "pbratio=1", "info=0", "aud=0", "hash=0", "open-gop=0", "scenecut=0",
-                  "min-keyint=1", "keyint=1" if spec.intra else f"keyint={max(2, len(frames))}",
+                  f"ipratio={ipratio:g}", "pbratio=1", "info=0", "aud=0", "hash=0", "open-gop=0", "scenecut=0",
+                  "min-keyint=1", f"keyint={keyint}",
                   "lossless=1" if spec.codec == "hevc_lossless" else f"qp={spec.qp}"]
         out = src.output("pipe:", format="hevc", vcodec="libx265", preset=spec.preset, tune="psnr",
                          pix_fmt=spec.pix_fmt, **{"x265-params": ":".join(params)})
@@ -233,3 +240,62 @@ def decode_video(data: bytes, codec: str, pix_fmt: str, width: int, height: int,
         raise BitstreamError(f"video sub-stream decoded to {len(frames)} frames of {width}x{height}, "
                              f"expected {n_frames}")
     return frames
+
+
+# ------------------------------------------------------------------- synthesised reference frames
+
+_VCL_NON_IRAP = range(0, 16)  # HEVC NAL unit types of non-IRAP slices (TRAIL, TSA, STSA, RADL, RASL)
+
+
+def _split_at_first_inter_slice(data: bytes) -> int:
+    """Byte offset of the first non-IRAP slice NAL unit (its start code) in an Annex-B stream, or
+    len(data) when there is none."""
+    pos = 0
+    while True:
+        k = data.find(b"\x00\x00\x01", pos)
+        if k < 0 or k + 3 >= len(data):
+            return len(data)
+        start = k - 1 if k > 0 and data[k - 1] == 0 else k
+        if (data[k + 3] >> 1) & 0x3F in _VCL_NON_IRAP:
+            return start
+        pos = k + 3
+
+
+def _reference_spec(spec: VideoSpec, n_frames: int) -> VideoSpec:
+    if spec.codec != "hevc" or spec.intra:
+        raise ValueError("reference synthesis needs lossy HEVC with inter frames")
+    ref_qp = spec.intra_qp if spec.intra_qp is not None else min(spec.qp, 12)
+    return VideoSpec(spec.codec, spec.pix_fmt, spec.qp, False, spec.preset, spec.threads,
+                     keyint=n_frames + 1, intra_qp=ref_qp)
+
+
+def encode_video_after(reference: tuple[np.ndarray, ...], frames: list[tuple[np.ndarray, ...]],
+                       spec: VideoSpec) -> bytes | None:
+    """Code ``frames`` as P-frames predicted from ``reference``, which is not transmitted.
+
+    x265 through ffmpeg takes no external reference pictures, so the reference is coded as the
+    I-frame of the stream (at ``spec.intra_qp``, default min(qp, 12)) and its bytes are dropped: the
+    decoder, which can build the same reference, codes it again with the same deterministic settings
+    (:func:`decode_video_after`). Returns the bytes after the I-frame, or None when coding the
+    reference alone does not reproduce the same leading bytes (then the caller must code the frames
+    without it).
+    """
+    rspec = _reference_spec(spec, len(frames))
+    full = encode_video([reference] + list(frames), rspec)
+    cut = _split_at_first_inter_slice(full)
+    prefix = encode_video([reference], rspec)
+    if cut == len(full) or prefix != full[:cut]:
+        return None
+    return full[cut:]
+
+
+def decode_video_after(reference: tuple[np.ndarray, ...], data: bytes, spec: VideoSpec, width: int,
+                       height: int, n_frames: int) -> list[tuple[np.ndarray, ...]]:
+    """Inverse of :func:`encode_video_after`: the ``n_frames`` frames after the synthesised reference
+    (``spec`` must be the encoder's: codec, pixel format, QP, preset and threads)."""
+    if not data:
+        raise BitstreamError("empty video sub-stream")
+    prefix = encode_video([reference], _reference_spec(spec, n_frames))
+    frames = decode_video(prefix + data, spec.codec, spec.pix_fmt, width, height, n_frames + 1,
+                          spec.threads)
+    return frames[1:]

@@ -1,0 +1,208 @@
+"""Joint near/far depth-field denoising for the V-PCC decoder (a small 2D CNN, CPU).
+
+After Jia, Li, Li, Liu, "Deep learning geometry compression artifacts removal for video-based point
+cloud compression", IJCV 129, 2021: the decoded near (D0) and far (D1) depth images are filtered by
+a CNN before the points are rebuilt. Dual path: the near-field network sees the decoded D0; the
+far-field network sees the decoded D1 *and the denoised D0* (the paper's pseudo motion compensation:
+D1 is D0 plus a small thickness), and is trained with an extra loss on the D1 - D0 gap.
+
+Both networks are residual: conv 3x3 (in -> C), dilated conv 3x3 (C -> C, dilations 2, 4, 2), conv
+3x3 (C -> 1), ReLU between, receptive field 21 pixels. Inputs are made independent of the patch's
+depth offset: each depth image enters as (d - r) / 8 with r the 9x9 mean of the decoded D0 over
+occupied pixels (clipped to +-4), next to the occupancy mask and the patch-boundary mask. The output
+is d + residual, rounded to integers and clipped to the video's range, and only occupied pixels
+change, so the decoder stays integer and deterministic (CPU, a fixed thread count).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from imcodec.errors import InputError
+
+TASK = "denoise-depth"
+ARCH = "dualpath-cnn"
+SCALE = 8.0  # depth units per input unit
+CLAMP = 4.0
+REF = 9  # side of the window of the local reference depth
+THREADS = 2  # torch threads in the decoder (fixed, for reproducible output)
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Architecture of both networks (stored in the weights file)."""
+
+    channels: int = 16
+    dilations: tuple[int, ...] = (2, 4, 2)
+    arch: str = ARCH
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DenoiserConfig":
+        d = dict(d)
+        d["dilations"] = tuple(d["dilations"])
+        return cls(**d)
+
+
+class DepthNet(nn.Module):
+    """Residual CNN: forward(x (B, in_ch, H, W) float32) -> (B, 1, H, W) residual in input units."""
+
+    def __init__(self, in_ch: int, cfg: DenoiserConfig):
+        super().__init__()
+        c = cfg.channels
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, c, 3, padding=1)]
+        for d in cfg.dilations:
+            layers += [nn.ReLU(), nn.Conv2d(c, c, 3, padding=d, dilation=d)]
+        layers += [nn.ReLU(), nn.Conv2d(c, 1, 3, padding=1)]
+        self.body = nn.Sequential(*layers)
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class DualDenoiser(nn.Module):
+    """Near net (inputs D0, mask, edge) and far net (inputs D1, denoised D0, mask, edge)."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        self.config = cfg
+        self.near = DepthNet(3, cfg)
+        self.far = DepthNet(4, cfg)
+
+    def forward(self, d0: torch.Tensor, d1: torch.Tensor, mask: torch.Tensor, edge: torch.Tensor):
+        """d0, d1: (B, 1, H, W) decoded depths (float, depth units); mask, edge: (B, 1, H, W) 0/1.
+        Returns the denoised (d0, d1) as floats (not rounded)."""
+        ref = local_reference(d0, mask)
+        a0 = ((d0 - ref) / SCALE).clamp(-CLAMP, CLAMP) * mask
+        n0 = d0 + SCALE * self.near(torch.cat([a0, mask, edge], 1))
+        a1 = ((d1 - ref) / SCALE).clamp(-CLAMP, CLAMP) * mask
+        b0 = ((n0 - ref) / SCALE).clamp(-CLAMP, CLAMP) * mask
+        n1 = d1 + SCALE * self.far(torch.cat([a1, b0, mask, edge], 1))
+        return n0, n1
+
+
+def local_reference(d: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) mean of ``d`` over the occupied pixels of each REF x REF window (d where none)."""
+    s = F.avg_pool2d(d * mask, REF, stride=1, padding=REF // 2, count_include_pad=False)
+    n = F.avg_pool2d(mask, REF, stride=1, padding=REF // 2, count_include_pad=False)
+    return torch.where(n > 0, s / n.clamp_min(1e-6), d)
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+def weights_bytes(model: DualDenoiser, meta: dict[str, Any] | None = None) -> bytes:
+    """The model as an imcodec weights file (task "denoise-depth"; see :mod:`imcodec.learned.zoo`)."""
+    from imcodec.learned.zoo import FORMAT, FORMAT_VERSION
+
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": TASK, "arch": ARCH,
+               "factor": 1, "config": model.config.to_dict(),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "meta": json.loads(json.dumps(meta or {}, default=str))}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def shipped_denoiser() -> Path:
+    from imcodec.learned.zoo import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / "denoise_depth.pt"
+    if not path.is_file():
+        raise InputError(f"no shipped depth-denoising weights ({path} missing); train some with "
+                         f"`imcodec train denoise-depth` and pass --weights FILE")
+    return path
+
+
+def load_denoiser(weights: str | os.PathLike | None = None) -> tuple[DualDenoiser, dict[str, Any]]:
+    """The depth denoiser from ``weights`` (default: the shipped file), in eval mode, on the CPU.
+    InputError for a file of another tool or architecture."""
+    from imcodec.learned.zoo import read_weights
+
+    path = Path(weights) if weights is not None else shipped_denoiser()
+    payload = read_weights(path)
+    if payload["task"] != TASK:
+        raise InputError(f"{path}: weights are for task {payload['task']!r}, expected {TASK!r}")
+    if payload["arch"] != ARCH:
+        raise InputError(f"{path}: weights are for architecture {payload['arch']!r}, expected {ARCH!r}")
+    try:
+        model = DualDenoiser(DenoiserConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: weights do not fit the {ARCH} architecture ({first})") from None
+    model.eval().to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPU, same output
+    return model, {"weights": str(path), "config": payload["config"], "meta": payload.get("meta", {})}
+
+
+# ---------------------------------------------------------------------------------------- decoding
+
+@torch.inference_mode()
+def denoise_images(model: DualDenoiser, d0: np.ndarray, d1: np.ndarray | None, mask: np.ndarray,
+                   edge: np.ndarray, max_value: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Denoised integer depth images of the same dtype as ``d0``/``d1`` ((H, W) each); pixels outside
+    ``mask`` are unchanged. Without a far layer (d1 None) only the near network runs."""
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
+    m, e = t(mask), t(edge)
+    x0 = t(d0)
+    x1 = t(d1) if d1 is not None else x0
+    n0, n1 = model(x0, x1, m, e) if d1 is not None else (near_only(model, x0, m, e), None)
+
+    def back(pred, orig):
+        out = np.clip(np.rint(pred[0, 0].numpy()), 0, max_value).astype(orig.dtype)
+        return np.where(mask, out, orig)
+    return back(n0, d0), (back(n1, d1) if n1 is not None else None)
+
+
+def near_only(model: DualDenoiser, d0: torch.Tensor, m: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """The near network alone: denoised (B, 1, H, W) float D0 (first training stage, single-layer streams)."""
+    ref = local_reference(d0, m)
+    a0 = ((d0 - ref) / SCALE).clamp(-CLAMP, CLAMP) * m
+    return d0 + SCALE * model.near(torch.cat([a0, m, e], 1))
+
+
+class DepthDenoiser:
+    """Decoder hook: ``denoiser(geo_frames, meta, occ, owner, sp) -> geo_frames`` with the occupied
+    pixels of the depth frames (D0, and D1 when present) replaced by the networks' output.
+
+    Lossless geometry streams are returned unchanged (their depths are exact).
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, threads: int = THREADS):
+        self.model, self.info = load_denoiser(weights)
+        self.threads = threads
+
+    def __call__(self, geo_frames: list, meta, occ, owner, sp) -> list:
+        from imcodec.learned.enhance_data import pixel_maps
+
+        if sp.geometry_codec != "hevc" or not geo_frames:
+            return geo_frames
+        mask, edge = pixel_maps(meta, occ, owner, sp.b0)
+        maxv = 1023 if sp.geometry_pix_fmt == "gray10le" else 255
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            d0 = geo_frames[0][0]
+            d1 = geo_frames[1][0] if len(geo_frames) > 1 else None
+            n0, n1 = denoise_images(self.model, d0, d1, mask, edge, maxv)
+        finally:
+            torch.set_num_threads(before)
+        out = [(n0,) + tuple(geo_frames[0][1:])]
+        if n1 is not None:
+            out.append((n1,) + tuple(geo_frames[1][1:]))
+        return out + list(geo_frames[len(out):])

@@ -1,0 +1,149 @@
+"""Learned geometry artifact removal for decoded V-PCC clouds (sparse convolutions, CPU).
+
+After Akhtar, Li, Van der Auwera, Li, Chen, "Video-based point cloud compression artifact removal",
+IEEE Trans. Multimedia 2021: a sparse-convolution network looks at the decoded cloud, proposes every
+voxel within one voxel (Chebyshev) of a decoded point and classifies each as occupied or not
+(binary cross-entropy against the original cloud in training). The output keeps the
+k = round(ratio x N) most probable candidates, N the decoded voxels and ``ratio`` the mean
+original / decoded point-count ratio measured on the training pairs at that rate (or over all rates
+for the default model), so the tool both adds missing surface and drops misplaced points.
+
+The network is the PU-Dense-style U-Net of :mod:`imcodec.learned.models` with slim channels (its
+generative 3^3 transposed convolution proposes the candidates); inference runs in spatial chunks
+with a context margin (:func:`imcodec.learned.upsample.score_candidates`), so memory stays bounded.
+
+Weights files have task "restore", the architecture config and a ``rate`` field ("all" for a model
+trained across r1..r5, else the one rate it was trained for); ``meta.keep_ratio`` maps rates (and
+"all") to the ratio above.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imcodec.errors import InputError, UsageError
+from imcodec.learned.models import ARCH, PUDenseUpsampler, UpsamplerConfig, build_model
+from imcodec.types import PointCloud
+
+TASK = "restore"
+RATES = ("r1", "r2", "r3", "r4", "r5")
+
+
+def restore_config(channels: tuple[int, ...] = (8, 16, 24, 32), head_channels: int = 8,
+                   head_convs: int = 1) -> UpsamplerConfig:
+    """Network config: generative kernel 3 (candidates within one voxel)."""
+    return UpsamplerConfig(factor=2, channels=channels, gen_kernel=3, head_channels=head_channels,
+                           head_convs=head_convs)
+
+
+def weights_bytes(model: PUDenseUpsampler, rate: str, keep_ratio: dict[str, float],
+                  meta: dict[str, Any] | None = None) -> bytes:
+    """The model as an imcodec weights file (task "restore"; see :mod:`imcodec.learned.zoo`)."""
+    from imcodec.learned.zoo import FORMAT, FORMAT_VERSION
+
+    meta = dict(meta or {})
+    meta["keep_ratio"] = {k: float(v) for k, v in keep_ratio.items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": TASK, "arch": ARCH, "factor": 1,
+               "rate": rate, "config": model.config.to_dict(),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "meta": json.loads(json.dumps(meta, default=str))}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def shipped_restorer(rate: str | None) -> Path:
+    """The packaged weights: ``restore_<rate>.pt`` when shipped, else the all-rate ``restore.pt``."""
+    from imcodec.learned.zoo import WEIGHTS_DIR
+
+    if rate is not None and (WEIGHTS_DIR / f"restore_{rate}.pt").is_file():
+        return WEIGHTS_DIR / f"restore_{rate}.pt"
+    path = WEIGHTS_DIR / "restore.pt"
+    if not path.is_file():
+        raise InputError(f"no shipped artifact-removal weights ({path} missing); train some with "
+                         f"`imcodec train restore` and pass --weights FILE")
+    return path
+
+
+def load_restorer(rate: str | None = None, weights: str | os.PathLike | None = None
+                  ) -> tuple[PUDenseUpsampler, dict[str, Any]]:
+    """(model in eval mode, info) for ``rate`` (r1..r5 or None = any) from ``weights`` or the shipped
+    file. InputError for weights of another tool, architecture or rate; UsageError for a bad rate."""
+    from imcodec.learned.zoo import read_weights
+
+    if rate is not None and rate not in RATES:
+        raise UsageError(f"--rate must be one of {', '.join(RATES)}, got {rate!r}")
+    path = Path(weights) if weights is not None else shipped_restorer(rate)
+    payload = read_weights(path)
+    if payload["task"] != TASK:
+        raise InputError(f"{path}: weights are for task {payload['task']!r}, expected {TASK!r}")
+    if payload["arch"] != ARCH:
+        raise InputError(f"{path}: weights are for architecture {payload['arch']!r}, expected {ARCH!r}")
+    trained = payload.get("rate")
+    if trained not in (*RATES, "all"):
+        raise InputError(f"{path}: weights file has no valid 'rate' field (got {trained!r})")
+    if rate is not None and trained not in ("all", rate):
+        raise InputError(f"{path}: weights were trained for rate {trained}, not {rate}")
+    ratios = payload.get("meta", {}).get("keep_ratio", {})
+    key = rate if rate in ratios else ("all" if "all" in ratios else trained)
+    if key not in ratios:
+        raise InputError(f"{path}: weights file lacks the keep ratio for rate {rate or trained}")
+    try:
+        model = build_model(UpsamplerConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: weights do not fit the {ARCH} architecture ({first})") from None
+    model.eval()
+    return model, {"weights": str(path), "rate": trained, "keep_ratio": float(ratios[key]),
+                   "config": payload["config"], "meta": payload.get("meta", {})}
+
+
+def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: float, chunk: int = 128,
+                   margin: int = 16, progress=None) -> np.ndarray:
+    """The k = round(keep_ratio x N) most probable voxels around the voxelised cloud ``points``
+    ((N, 3) integer-valued, duplicates merged first): (k, 3) int64."""
+    from imcodec.learned import functional as SF
+    from imcodec.learned.upsample import score_candidates
+
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise InputError(f"points must be (N, 3), got {pts.shape}")
+    if len(pts) and not np.all(np.isfinite(pts)):
+        raise InputError("points contain non-finite coordinates")
+    if len(pts) and not np.all(pts == np.rint(pts)):
+        raise InputError("artifact removal needs a voxelised cloud (integer coordinates)")
+    pts = np.unique(np.rint(pts).astype(np.int64), axis=0)
+    if len(pts) == 0:
+        return pts.reshape(0, 3)
+    cand, logit = score_candidates(model, pts, chunk, margin, progress=progress)
+    k = int(round(keep_ratio * len(pts)))
+    if k >= len(cand):
+        return cand
+    keep = SF.topk_mask(torch.from_numpy(logit), k).numpy()
+    return cand[keep]
+
+
+def restore_cloud(model: PUDenseUpsampler, info: dict[str, Any], cloud: PointCloud, rate: str | None = None,
+                  threads: int | None = 2, progress=None) -> PointCloud:
+    """The restored cloud (colours, if any, from the nearest decoded point)."""
+    from imcodec.learned.upsample import nearest_colors
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        pts = restore_points(model, cloud.points, info["keep_ratio"], progress=progress)
+    finally:
+        torch.set_num_threads(before)
+    colors = None
+    if cloud.colors is not None:
+        colors = nearest_colors(cloud.points, cloud.colors, pts.astype(np.float64))
+    return PointCloud(points=pts.astype(np.float64), colors=colors, point_dtype=cloud.point_dtype)

@@ -1,0 +1,220 @@
+"""Training of the artifact-removal network on (decoded, original) cloud pairs.
+
+Pairs come from :mod:`imcodec.learned.enhance_data` (training frames V-PCC coded at r1..r5). A
+sample is a ``crop``^3 box around a random original point: its input is the decoded voxels in the
+box, its target the original voxels in the same box, both turned by one random lattice symmetry.
+Loss: binary cross-entropy of every candidate voxel (within one voxel of an input voxel) against
+the target (:func:`imcodec.learned.train.occupancy_loss`). Adam with warm-up and cosine decay. A
+fixed, seeded set of validation crops reports the loss and the precision of keeping the k most
+probable candidates (k = target size) against that of the decoded voxels themselves. After training,
+the keep ratio of each rate (k = ratio x decoded voxels at inference) is chosen among TUNE_RATIOS to
+maximise the D1 PSNR gain on the training pairs (:func:`tune_keep_ratios`); the plain
+original/decoded count ratio is kept in the meta for reference.
+
+Checkpoints are written after every epoch to ``checkpoint_dir/last.pt``; ``resume=True`` continues.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imcodec.errors import UsageError
+from imcodec.learned import functional as SF
+from imcodec.learned.restore import restore_config
+from imcodec.learned.sparse import coords_isin
+from imcodec.learned.train import _lr, make_batch, occupancy_loss
+
+StepFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RestoreTrainConfig:
+    """Everything that determines a training run (stored in checkpoints and the weights meta)."""
+
+    epochs: int = 6
+    steps_per_epoch: int = 150
+    batch_size: int = 4
+    crop: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+    val_crops: int = 16
+    channels: tuple[int, ...] = (8, 16, 24, 32)
+    head_channels: int = 8
+    head_convs: int = 1
+
+
+def keep_ratios(pairs: list) -> dict[str, float]:
+    """Mean original / decoded voxel-count ratio per rate and over all pairs ("all")."""
+    by: dict[str, list[float]] = {}
+    for p in pairs:
+        n_dec = len(np.unique(p.decoded, axis=0))
+        by.setdefault(p.rate, []).append(len(p.original) / max(n_dec, 1))
+    out = {r: float(np.mean(v)) for r, v in by.items()}
+    out["all"] = float(np.mean([x for v in by.values() for x in v]))
+    return out
+
+
+TUNE_RATIOS = (0.92, 0.95, 0.98, 1.0, 1.02, 1.05, 1.08, 1.12)
+TUNE_SLAB = 120
+
+
+def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, progress=None) -> dict[str, Any]:
+    """Keep ratio per rate (and over all rates, "all") that maximises the mean D1 PSNR gain on the
+    training pairs (the synthetic ones only when there are no others).
+
+    For speed each pair is evaluated on a slab of TUNE_SLAB voxels along y starting at the median
+    y of the original (both clouds cut to it, candidates scored once, every ratio tried).
+    Returns {"keep_ratio": {rate: ratio}, "gains": {rate: [mean dB gain per ratio]}, "ratios": [...]}.
+    """
+    from imcodec.learned.upsample import score_candidates
+    from imcodec.metrics.psnr import compute_metrics
+    from imcodec.types import PointCloud
+
+    real = [p for p in pairs if not p.name.startswith("synth:")] or list(pairs)
+    gains: dict[str, list[list[float]]] = {}
+    for n, pair in enumerate(real):
+        lo = int(np.median(pair.original[:, 1]))
+        cut = lambda p: p[(p[:, 1] >= lo) & (p[:, 1] < lo + TUNE_SLAB)]
+        dec, org = np.unique(cut(pair.decoded), axis=0), cut(pair.original)
+        ref = PointCloud(org.astype(np.float64), None)
+        d1 = lambda pts: compute_metrics(ref, PointCloud(pts.astype(np.float64), None), 1023.0)["d1_psnr"]
+        base = d1(dec)
+        cand, logit = score_candidates(model, dec, 128, 16)
+        inside = (cand[:, 1] >= lo) & (cand[:, 1] < lo + TUNE_SLAB)
+        cand, logit = cand[inside], torch.from_numpy(logit[inside])
+        row = []
+        for r in ratios:
+            keep = SF.topk_mask(logit, int(round(r * len(dec)))).numpy()
+            row.append(float(d1(cand[keep]) - base))
+        gains.setdefault(pair.rate, []).append(row)
+        if progress is not None:
+            progress(n + 1, len(real), f"tuning {pair.rate}")
+    mean = {rate: np.mean(rows, axis=0) for rate, rows in gains.items()}
+    best = {rate: float(ratios[int(np.argmax(m))]) for rate, m in mean.items()}
+    overall = np.mean(list(mean.values()), axis=0)
+    best["all"] = float(ratios[int(np.argmax(overall))])
+    out_gains = {rate: [round(float(x), 4) for x in m] for rate, m in mean.items()}
+    out_gains["all"] = [round(float(x), 4) for x in overall]
+    return {"keep_ratio": best, "gains": out_gains, "ratios": list(ratios)}
+
+
+def sample_crop(rng: np.random.Generator, pair, crop: int, min_points: int = 64):
+    """(input, target): (n_in, 3) / (n, 3) int64 local voxels in 0..crop-1 of one box."""
+    for _ in range(20):
+        centre = pair.original[rng.integers(len(pair.original))]
+        lo = centre - crop // 2 + rng.integers(-(crop // 4), crop // 4 + 1, size=3)
+        t = pair.original - lo
+        t = t[np.all((t >= 0) & (t < crop), axis=1)]
+        d = pair.decoded - lo
+        d = np.unique(d[np.all((d >= 0) & (d < crop), axis=1)], axis=0)
+        if len(t) >= min_points and len(d) >= min_points:
+            break
+    perm = rng.permutation(3)
+    flips = rng.random(3) < 0.5
+    turn = lambda a: np.where(flips, crop - 1 - a[:, perm], a[:, perm])
+    return turn(d), turn(t)
+
+
+@torch.no_grad()
+def evaluate(model, val) -> dict[str, float]:
+    """Mean BCE, top-k precision (k = target size) and the decoded voxels' own precision."""
+    model.eval()
+    losses, hits, chosen, dec_hits, dec_n = [], 0, 0, 0, 0
+    for inp, tgt in val:
+        x, targets = make_batch([(inp, tgt)], torch.device("cpu"))
+        loss, out, labels = occupancy_loss(model, x, targets)
+        losses.append(float(loss))
+        keep = SF.topk_mask(out.feats[:, 0], len(tgt))
+        hits += int(labels[keep].sum())
+        chosen += int(keep.sum())
+        dec_hits += int(coords_isin(x.coords, targets).sum())
+        dec_n += len(inp)
+    model.train()
+    return {"val_loss": float(np.mean(losses)), "val_precision": hits / max(chosen, 1),
+            "val_precision_decoded": dec_hits / max(dec_n, 1)}
+
+
+def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | Path | None = None,
+                   resume: bool = False, on_step: StepFn | None = None, threads: int | None = None):
+    """Train; returns (model in eval mode, summary with history, timings and keep ratios)."""
+    from imcodec.io.files import ensure_dir, read_bytes, write_bytes_atomic
+    from imcodec.learned.models import build_model
+
+    if cfg.epochs < 1 or cfg.steps_per_epoch < 1 or cfg.batch_size < 1 or cfg.crop < 16:
+        raise UsageError("epochs, steps per epoch and batch size must be >= 1 and crop >= 16")
+    if not pairs:
+        raise UsageError("no training pairs")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    val_rng = np.random.default_rng(cfg.seed + 1_000_003)
+    val = [sample_crop(val_rng, pairs[i % len(pairs)], cfg.crop) for i in range(cfg.val_crops)]
+    model = build_model(restore_config(tuple(cfg.channels), cfg.head_channels, cfg.head_convs))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start, history, elapsed = 0, [], 0.0
+    ckpt = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
+    if ckpt is not None:
+        ensure_dir(checkpoint_dir)
+    if resume:
+        if ckpt is None or not ckpt.is_file():
+            raise UsageError(f"--resume: no checkpoint at {ckpt}")
+        state = torch.load(io.BytesIO(read_bytes(ckpt, "checkpoint")), map_location="cpu", weights_only=False)
+        if state["train_config"] != _cfg_dict(cfg):
+            raise UsageError(f"{ckpt}: checkpoint was made with other training settings; "
+                             f"use the same flags or another --checkpoint-dir")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+    total = cfg.epochs * cfg.steps_per_epoch
+    model.train()
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        run = 0.0
+        for s in range(cfg.steps_per_epoch):
+            step = epoch * cfg.steps_per_epoch + s
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, step, total)
+            idx = rng.integers(len(pairs), size=cfg.batch_size)
+            x, targets = make_batch([sample_crop(rng, pairs[i], cfg.crop) for i in idx], torch.device("cpu"))
+            loss, _, _ = occupancy_loss(model, x, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run += float(loss.detach())
+            if on_step is not None:
+                on_step({"epoch": epoch + 1, "step": step + 1, "total": total, "loss": float(loss.detach())})
+        metrics = evaluate(model, val)
+        elapsed += time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "train_loss": run / cfg.steps_per_epoch,
+                        "seconds": round(elapsed, 1), **metrics})
+        if on_step is not None:
+            on_step({"epoch": epoch + 1, "step": (epoch + 1) * cfg.steps_per_epoch, "total": total,
+                     "epoch_done": history[-1]})
+        if ckpt is not None:
+            buf = io.BytesIO()
+            torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch + 1,
+                        "history": history, "elapsed": elapsed, "rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(), "train_config": _cfg_dict(cfg)}, buf)
+            write_bytes_atomic(ckpt, buf.getvalue())
+    model.eval()
+    tuned = tune_keep_ratios(model, pairs, progress=(lambda d, t, note: on_step({"tune": (d, t, note)}))
+                             if on_step is not None else None)
+    return model, {"history": history, "seconds": round(elapsed, 1), "keep_ratio": tuned["keep_ratio"],
+                   "count_ratio": keep_ratios(pairs), "tuning": tuned,
+                   "parameters": sum(p.numel() for p in model.parameters()), "train_config": _cfg_dict(cfg)}
+
+
+def _cfg_dict(cfg: RestoreTrainConfig) -> dict:
+    d = asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

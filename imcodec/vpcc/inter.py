@@ -1,0 +1,425 @@
+"""V-PCC groups of frames (GOF): temporally consistent packing, inter-coded sub-streams, 3D-motion
+colour prediction.
+
+Packing (:func:`imcodec.vpcc.gofpack.pack_gof`): patches of frame t are matched to those of frame t-1 (same projection
+plane, largest overlap of their tangent-plane boxes, intersection over union >= 0.2,
+one-to-one, best pairs first) and chained into tracks; each track gets one canvas box for the whole
+GOF, so a tangent coordinate keeps its canvas pixel through the GOF. All frames share one canvas.
+
+Sub-streams: every frame carries its own ``patches`` (inter-coded against frame t-1's table after the
+first frame: an exactly repeated patch costs a flag and an index step), ``occupancy`` (two context
+bits from frame t-1's map), ``raw_points`` and a ``gof`` record (:class:`GofRecord`). Frames after the
+first need their predecessors (``FrameCode.needs_previous``), so random access decodes from the GOF
+start.
+
+Video modes (geometry and colour each): ``MODE_GOF``: the videos of all frames in one x265 GOP carried
+by the first frame (depth: D0/D1 of frame 0, then of frame 1, ...). ``MODE_REF``: the frame's own
+video coded as P-frames after a reference frame that both sides synthesise and that is never
+transmitted (:func:`imcodec.vpcc.video.encode_video_after`): for colour, the 3D motion-compensated
+prediction from frame t-1's decoded colours (:mod:`imcodec.vpcc.motion`, ``motion_hints``); for
+depth, frame t-1's decoded points projected into frame t's patches (``depth_prediction``, off by
+default). ``MODE_OWN``: the frame's own video without a reference (first frame, or when the reference
+could not be reproduced). ``MODE_NONE``: no video (no colour, or no patches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imcodec.codecs import FrameCode
+from imcodec.errors import BitstreamError, InputError
+from imcodec.io.bitstream import get_varint, put_varint
+from imcodec.types import PointCloud
+from imcodec.vpcc.config import X265_PRESETS as PRESETS
+from imcodec.vpcc.config import StreamParams, VpccConfig
+from imcodec.vpcc.encoder import (
+    _geometry_images,
+    _occupancy,
+    atlas_frames,
+    patch_params,
+    prepare,
+)
+from imcodec.vpcc.grid import COORD_LIMIT
+from imcodec.vpcc.metadata import FrameMeta, decode_meta, decode_raw, encode_meta, encode_raw, sort_raw
+from imcodec.vpcc.motion import (
+    DecodedFrame,
+    block_hints,
+    correspond,
+    nearest_points,
+    predict_atlas,
+    predict_depth,
+)
+from imcodec.vpcc.occupancy import box_blocks, cell_allowed, decode_occupancy_map
+from imcodec.vpcc.gofpack import pack_gof
+from imcodec.vpcc.packing import BLOCK
+from imcodec.vpcc.patches import generate_patches
+from imcodec.vpcc.reconstruct import frame_colors, frame_geometry, occupied_pixels, raw_rows, transfer_colors
+from imcodec.vpcc.video import VideoSpec, decode_video, decode_video_after, encode_video, encode_video_after
+
+GOF_COMPONENT = "gof"
+MODE_GOF, MODE_REF, MODE_OWN, MODE_NONE = 0, 1, 2, 3
+MAX_GOF = 1024
+
+
+@dataclass(frozen=True)
+class GofRecord:
+    """The ``gof`` sub-stream of a frame: varints index, size, attribute video height, colour mode,
+    geometry mode, then the x265 settings the decoder needs to synthesise reference frames exactly:
+    attribute QP, geometry QP, preset number, threads."""
+
+    index: int
+    size: int
+    attr_height: int
+    mode: int
+    geo_mode: int = 0
+    attr_qp: int = 0
+    geo_qp: int = 0
+    preset: int = 0
+    threads: int = 1
+
+    def pack(self) -> bytes:
+        return b"".join(put_varint(v) for v in (self.index, self.size, self.attr_height, self.mode,
+                                                 self.geo_mode, self.attr_qp, self.geo_qp, self.preset,
+                                                 self.threads))
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "GofRecord":
+        vals, pos = [], 0
+        for what, limit in (("GOF index", MAX_GOF), ("GOF size", MAX_GOF), ("attribute height", 1 << 14),
+                            ("colour mode", MODE_NONE), ("geometry mode", MODE_NONE),
+                            ("attribute QP", 51), ("geometry QP", 51), ("x265 preset", len(PRESETS) - 1),
+                            ("threads", 256)):
+            v, pos = get_varint(data, pos, limit, what)
+            vals.append(v)
+        if pos != len(data) or vals[0] >= vals[1]:
+            raise BitstreamError(f"V-PCC GOF record is damaged: {bytes(data).hex()}")
+        return cls(*vals)
+
+    def spec(self, codec: str, pix_fmt: str, qp: int) -> VideoSpec:
+        """The encoder's video settings (for reference synthesis)."""
+        return VideoSpec(codec=codec, pix_fmt=pix_fmt, qp=qp, preset=PRESETS[self.preset],
+                         threads=self.threads)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+def check_sequence(clouds: list[PointCloud], names: list[str] | None = None) -> None:
+    """InputError unless all clouds have colour or none has, and all share one bit depth (bits of the
+    largest coordinate). ``names`` label the frames in messages (default: frame 0, 1, ...)."""
+    names = names or [f"frame {i}" for i in range(len(clouds))]
+    if not clouds:
+        return
+    first_col = clouds[0].colors is not None
+    depths = []
+    for name, c in zip(names, clouds):
+        if (c.colors is not None) != first_col:
+            has = "has" if c.colors is not None else "lacks"
+            raise InputError(f"{name}: {has} colour while {names[0]} "
+                             f"{'has' if first_col else 'lacks'} it; frames of a sequence must agree")
+        pts = np.asarray(c.points)
+        depths.append(int(max(1, int(np.ceil(pts.max())).bit_length())) if len(pts) and pts.min() >= 0 else None)
+    known = [d for d in depths if d is not None]
+    for name, d in zip(names, depths):
+        if d is not None and d != known[0]:
+            raise InputError(f"{name}: {d}-bit coordinates while {names[depths.index(known[0])]} has "
+                             f"{known[0]}-bit ones; frames of a sequence must share one bit depth")
+
+
+# -------------------------------------------------------------------------------------- encoding
+
+def encode_group(clouds: list[PointCloud], cfg: VpccConfig, state: dict) -> list[FrameCode]:
+    """Code one GOF (see the module docstring); ``cfg.motion_hints`` picks the colour modes.
+
+    state: with ``export_hints`` true, per frame (t >= 1 of the sequence) a tuple (frame number in
+    the sequence, hints (B, 6) from :func:`imcodec.vpcc.motion.block_hints`, canvas width, height)
+    is appended to ``state["hints"]``; ``state["prev_decoded"]`` carries frame t-1 across GOFs.
+    """
+    if not 1 <= len(clouds) <= MAX_GOF:
+        raise InputError(f"a GOF holds 1..{MAX_GOF} frames, got {len(clouds)}")
+    base = state.get("frame", 0)
+    check_sequence(clouds, [f"frame {base + i}" for i in range(len(clouds))])
+    sp = StreamParams.from_config(cfg)
+    prepared = [prepare(c) for c in clouds]
+    nonempty = [c for c, _ in prepared if len(c)]
+    origin = np.min([c.min(axis=0) for c in nonempty], axis=0) if nonempty else np.zeros(3, np.int64)
+    rels = [c - origin for c, _ in prepared]
+    top = max((int(r.max()) for r in rels if len(r)), default=0)
+    if top >= COORD_LIMIT:
+        raise InputError(f"V-PCC GOF spans {top + 1} units; at most {COORD_LIMIT} are supported")
+    coord_bits = max(1, top.bit_length())
+    params = patch_params(cfg)
+    metas, psets = pack_gof([generate_patches(rel, params) for rel in rels], origin, coord_bits, cfg)
+    width = max(m.width for m in metas)
+    height = max(m.height for m in metas)
+    raws = [sort_raw(p.raw) for p in psets]
+    comps_list, maps = [], []
+    geo_in: list = []
+    prev_occ = None
+    for meta in metas:
+        meta.width = width
+        if meta.count:
+            meta.height = height
+    for k, (meta, pset, rel, raw) in enumerate(zip(metas, psets, rels, raws)):
+        comps = {"patches": encode_meta(meta, sp.orient_bits, metas[k - 1] if k else None),
+                 "occupancy": b"", "geometry_video": b"", "attribute_video": b"",
+                 "raw_points": encode_raw(raw)}
+        occ = owner = None
+        if meta.count:
+            occ, owner, comps["occupancy"], py, px = _occupancy(meta, pset, sp.b0, prev_occ)
+            prev_occ = occ
+            frames, _ = _geometry_images(meta, pset, py, px, occ, owner, rel, sp, cfg)
+        else:
+            dtype = np.uint16 if cfg.geometry_bits > 8 else np.uint8
+            frames = [(np.zeros((height, width), dtype=dtype),)] * sp.geometry_layers
+        geo_in += frames
+        comps_list.append(comps)
+        maps.append((occ, owner))
+    del psets, rels  # the per-pixel patch data is no longer needed (memory: GOFs of 32 large frames)
+    decoded, geo_modes = _code_geometry(metas, raws, maps, geo_in, comps_list, sp, cfg, width, height)
+    attr_height = max(((m.height + raw_rows(len(r), width)) for m, r in zip(metas, raws)), default=0)
+    modes = _code_colors(prepared, metas, decoded, comps_list, sp, cfg, attr_height, state)
+    codes = []
+    for k, (meta, dec, comps) in enumerate(zip(metas, decoded, comps_list)):
+        comps[GOF_COMPONENT] = GofRecord(k, len(clouds), attr_height, modes[k], geo_modes[k],
+                                         cfg.attribute_qp, cfg.geometry_qp, PRESETS.index(cfg.preset),
+                                         cfg.threads).pack()
+        recon = PointCloud(dec.points.astype(np.float64), dec.colors)
+        pts = dec.points
+        bit_depth = max(1, int(pts.max()).bit_length()) if len(pts) and pts.min() >= 0 else coord_bits
+        codes.append(FrameCode(comps, recon, needs_previous=k > 0, bit_depth=bit_depth))
+        _export(state, dec, base + k)
+    state["frame"] = base + len(clouds)
+    return codes
+
+
+def _code_geometry(metas, raws, maps, geo_in, comps_list, sp: StreamParams, cfg: VpccConfig, width: int,
+                   height: int) -> tuple[list[DecodedFrame], list[int]]:
+    """Geometry videos of a GOF (modes as for colour); returns the decoded frames and the modes."""
+    layers = sp.geometry_layers
+    spec = VideoSpec(codec=sp.geometry_codec, pix_fmt=sp.geometry_pix_fmt, qp=cfg.geometry_qp,
+                     intra=not cfg.layer_prediction, preset=cfg.preset, threads=cfg.threads)
+    use_ref = cfg.motion_hints and cfg.depth_prediction and spec.codec == "hevc" and not spec.intra
+    decoded: list[DecodedFrame] = []
+    modes: list[int] = []
+    if height and not use_ref:
+        comps_list[0]["geometry_video"] = encode_video(geo_in, spec)
+        geo_out = decode_video(comps_list[0]["geometry_video"], spec.codec, spec.pix_fmt, width, height,
+                               len(geo_in), cfg.threads)
+    for k, (meta, raw, (occ, owner)) in enumerate(zip(metas, raws, maps)):
+        if not meta.count:
+            geo = []
+            modes.append(MODE_GOF if height and not use_ref else MODE_NONE)
+        elif not use_ref:
+            geo = geo_out[k * layers:(k + 1) * layers]
+            modes.append(MODE_GOF)
+        else:
+            frames = geo_in[k * layers:(k + 1) * layers]
+            data = None
+            if k > 0 and len(decoded[k - 1].points):
+                ref = _depth_reference(meta, occ, owner, sp, decoded[k - 1].points, cfg.geometry_bits)
+                data = encode_video_after(ref, frames, spec)
+            if data is not None:
+                comps_list[k]["geometry_video"] = data
+                geo = decode_video_after(ref, data, spec, width, height, layers)
+                modes.append(MODE_REF)
+            else:
+                comps_list[k]["geometry_video"] = encode_video(frames, spec)
+                geo = decode_video(comps_list[k]["geometry_video"], spec.codec, spec.pix_fmt, width, height,
+                                   layers, cfg.threads)
+                modes.append(MODE_OWN)
+        decoded.append(_decoded_frame(meta, occ, owner, sp, geo, raw))
+    return decoded, modes
+
+
+def _depth_reference(meta: FrameMeta, occ, owner, sp: StreamParams, prev_points, bits: int):
+    """The synthesised reference frame of a frame's depth video (:func:`predict_depth` of D0)."""
+    ys, xs, patch = occupied_pixels(meta, occ, owner, sp.b0)
+    maxv = (1 << bits) - 1
+    pred = predict_depth(meta, ys, xs, patch, prev_points, 1, sp.thickness, maxv)[0]
+    return (np.clip(np.rint(pred), 0, maxv).astype(np.uint16 if bits > 8 else np.uint8),)
+
+
+def _decoded_frame(meta: FrameMeta, occ, owner, sp: StreamParams, geo: list, raw) -> DecodedFrame:
+    points, ys, xs, slot = frame_geometry(meta, occ, owner, sp, geo, raw)
+    plane = meta.plane[owner[ys // BLOCK, xs // BLOCK]] if len(ys) else np.zeros(0, dtype=np.int64)
+    return DecodedFrame(points + meta.origin, None, ys, xs, slot, plane, meta.width, meta.height)
+
+
+def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr_height: int,
+                 state: dict) -> list[int]:
+    """Colour videos of a GOF; sets each DecodedFrame's colours; returns the per-frame modes."""
+    n = len(metas)
+    if prepared[0][1] is None or attr_height == 0:
+        for dec in decoded:
+            dec.colors = None if prepared[0][1] is None else np.zeros((len(dec.points), 3), np.uint8)
+        return [MODE_NONE] * n
+    n_tex = sp.n_attribute_frames
+    spec = VideoSpec(codec="hevc", pix_fmt="yuv420p", qp=cfg.attribute_qp,
+                     intra=not cfg.layer_prediction, preset=cfg.preset, threads=cfg.threads)
+    atlases = []
+    for (coords, colors), meta, dec in zip(prepared, metas, decoded):
+        col = transfer_colors(coords, colors, dec.points, workers=cfg.threads)
+        atlases.append(atlas_frames(meta, col, dec.ys, dec.xs, dec.slot, len(dec.points) - len(dec.ys),
+                                    n_tex, height=attr_height)[0])
+    modes = []
+    if not cfg.motion_hints:
+        comps_list[0]["attribute_video"] = encode_video([f for a in atlases for f in a], spec)
+        out = decode_video(comps_list[0]["attribute_video"], "hevc", "yuv420p", metas[0].width,
+                           attr_height, n * n_tex, cfg.threads)
+        for k, dec in enumerate(decoded):
+            dec.colors = _colors(metas[k], dec, out[k * n_tex:(k + 1) * n_tex])
+            modes.append(MODE_GOF)
+        return modes
+    for k, (meta, dec) in enumerate(zip(metas, decoded)):
+        data = None
+        if k > 0 and not spec.intra and len(dec.points) and len(decoded[k - 1].points):
+            pred = predict_atlas(meta, dec, decoded[k - 1], nearest_points(dec, decoded[k - 1], cfg.threads),
+                                 n_tex, attr_height)
+            data = encode_video_after(pred, atlases[k], spec)
+        if data is not None:
+            comps_list[k]["attribute_video"] = data
+            out = decode_video_after(pred, data, spec, meta.width, attr_height, n_tex)
+            modes.append(MODE_REF)
+        else:
+            comps_list[k]["attribute_video"] = encode_video(atlases[k], spec)
+            out = decode_video(comps_list[k]["attribute_video"], "hevc", "yuv420p", meta.width,
+                               attr_height, n_tex, cfg.threads)
+            modes.append(MODE_OWN)
+        dec.colors = _colors(meta, dec, out)
+    return modes
+
+
+def _colors(meta: FrameMeta, dec: DecodedFrame, attr: list) -> np.ndarray:
+    if len(dec.points) == 0:
+        return np.zeros((0, 3), dtype=np.uint8)
+    return frame_colors(meta, dec.ys, dec.xs, dec.slot, len(dec.points) - len(dec.ys), attr)
+
+
+def _export(state: dict, dec: DecodedFrame, number: int) -> None:
+    """Block hints of frame ``number`` against the previous decoded frame (state["export_hints"])."""
+    if state.get("export_hints"):
+        prev = state.get("prev_decoded")
+        if prev is not None:
+            idx, dist = correspond(dec, prev)
+            hints = block_hints(dec, prev, idx, dist, int(state.get("hint_block", BLOCK)))
+            state.setdefault("hints", []).append((number, hints, dec.width, dec.height))
+        state["prev_decoded"] = dec
+
+
+# -------------------------------------------------------------------------------------- decoding
+
+def decode_gof_frame(components: dict[str, bytes], sp: StreamParams, state: dict, threads: int = 2,
+                     denoiser=None) -> PointCloud:
+    """Decode one frame of a GOF-coded stream; frames come in order from their GOF's first frame.
+
+    state keeps the GOF's decoded videos and the previous decoded frame; ``state["export_hints"]``
+    collects block hints as :func:`encode_group` does.
+    """
+    missing = [name for name in ("patches", "occupancy", "geometry_video", "attribute_video",
+                                 "raw_points", GOF_COMPONENT) if name not in components]
+    if missing:
+        raise BitstreamError(f"V-PCC GOF frame lacks sub-stream(s) {', '.join(missing)}")
+    rec = GofRecord.unpack(components[GOF_COMPONENT])
+    gof = state.get("gof")
+    if rec.index == 0:
+        gof = {"size": rec.size, "next": 0, "geo": None, "geo_data": b"", "attr": None, "prev": None,
+               "occ": None, "meta": None}
+    if gof is None or gof["next"] != rec.index or gof["size"] != rec.size:
+        raise BitstreamError(f"V-PCC frame {rec.index} of a GOF of {rec.size} must be decoded after its "
+                             f"predecessors (decode from the GOF's first frame)")
+    meta = decode_meta(components["patches"], sp.orient_bits, gof["meta"])
+    gof["meta"] = meta
+    raw = decode_raw(components["raw_points"])
+    data = components["geometry_video"]
+    if rec.index > 0 and rec.geo_mode == MODE_GOF and data:
+        raise BitstreamError("V-PCC GOF frame after the first carries the GOF's geometry video")
+    if rec.index == 0:
+        gof["geo_data"] = data if rec.geo_mode == MODE_GOF else b""
+    layers = sp.geometry_layers
+    occ = owner = None
+    geo: list = []
+    if meta.count:
+        wo = np.where(meta.orient & 1, meta.bh, meta.bw)
+        ho = np.where(meta.orient & 1, meta.bw, meta.bh)
+        ptr, idx = box_blocks(meta.bu, meta.bv, wo, ho, meta.width, meta.height)
+        allowed = cell_allowed(ptr, meta.width, meta.height, sp.b0)
+        ref_occ = gof["occ"]
+        if ref_occ is not None and ref_occ.shape != allowed.shape:
+            raise BitstreamError(f"V-PCC GOF frame canvas {meta.width}x{meta.height} differs from the "
+                                 f"previous frame's")
+        occ, owner = decode_occupancy_map(components["occupancy"], allowed, ptr, idx, sp.b0, ref_occ)
+        gof["occ"] = occ
+        geo = _decode_geometry(data, rec, meta, occ, owner, gof, sp, threads)
+        if denoiser is not None:
+            geo = denoiser(geo, meta, occ, owner, sp)
+    elif components["occupancy"] or (data and rec.geo_mode != MODE_GOF):
+        raise BitstreamError("V-PCC frame without patches carries occupancy or geometry data")
+    dec = _decoded_frame(meta, occ, owner, sp, geo, raw)
+    dec.colors = _decode_colors(components, rec, meta, dec, gof, sp, threads)
+    gof["prev"] = dec
+    gof["next"] = rec.index + 1
+    state["gof"] = gof
+    if state.get("export_hints"):
+        _export(state, dec, state.get("decoded", 0))
+        state["decoded"] = state.get("decoded", 0) + 1
+    return PointCloud(dec.points.astype(np.float64), dec.colors)
+
+
+def _decode_geometry(data: bytes, rec: GofRecord, meta: FrameMeta, occ, owner, gof: dict, sp: StreamParams,
+                     threads: int) -> list:
+    layers = sp.geometry_layers
+    if rec.geo_mode == MODE_GOF:
+        if gof["geo"] is None:
+            if not gof["geo_data"]:
+                raise BitstreamError("V-PCC GOF lacks its geometry video")
+            gof["geo"] = decode_video(gof["geo_data"], sp.geometry_codec, sp.geometry_pix_fmt, meta.width,
+                                      meta.height, rec.size * layers, threads)
+        if gof["geo"][0][0].shape != (meta.height, meta.width):
+            raise BitstreamError(f"V-PCC GOF frame canvas {meta.width}x{meta.height} differs from its "
+                                 f"geometry video's")
+        return gof["geo"][rec.index * layers:(rec.index + 1) * layers]
+    if rec.geo_mode == MODE_REF:
+        prev = gof["prev"]
+        if prev is None or len(prev.points) == 0 or sp.geometry_codec != "hevc":
+            raise BitstreamError("V-PCC depth video predicted from a frame without points")
+        bits = 10 if sp.geometry_pix_fmt == "gray10le" else 8
+        ref = _depth_reference(meta, occ, owner, sp, prev.points, bits)
+        spec = rec.spec(sp.geometry_codec, sp.geometry_pix_fmt, rec.geo_qp)
+        return decode_video_after(ref, data, spec, meta.width, meta.height, layers)
+    if rec.geo_mode == MODE_OWN:
+        return decode_video(data, sp.geometry_codec, sp.geometry_pix_fmt, meta.width, meta.height, layers,
+                            threads)
+    raise BitstreamError("V-PCC frame with patches has no geometry video")
+
+
+def _decode_colors(components, rec: GofRecord, meta: FrameMeta, dec: DecodedFrame, gof: dict,
+                   sp: StreamParams, threads: int):
+    n_tex = sp.n_attribute_frames
+    data = components["attribute_video"]
+    if rec.mode == MODE_NONE:
+        if data:
+            raise BitstreamError("V-PCC GOF frame without colour carries an attribute video")
+        return None
+    if len(dec.points) and rec.attr_height < meta.height + raw_rows(len(dec.points) - len(dec.ys), meta.width):
+        raise BitstreamError(f"V-PCC GOF attribute height {rec.attr_height} is too small")
+    if rec.mode == MODE_GOF:
+        if gof["attr"] is None:
+            if rec.index or not data:
+                raise BitstreamError("V-PCC GOF lacks its attribute video")
+            gof["attr"] = decode_video(data, "hevc", "yuv420p", meta.width, rec.attr_height,
+                                       rec.size * n_tex, threads)
+        elif data:
+            raise BitstreamError("V-PCC GOF frame after the first carries an attribute video")
+        out = gof["attr"][rec.index * n_tex:(rec.index + 1) * n_tex]
+    elif rec.mode == MODE_REF:
+        prev = gof["prev"]
+        if prev is None or prev.colors is None or len(prev.points) == 0 or len(dec.points) == 0:
+            raise BitstreamError("V-PCC colour predicted from or for a frame without coloured points")
+        spec = rec.spec("hevc", "yuv420p", rec.attr_qp)
+        pred = predict_atlas(meta, dec, prev, nearest_points(dec, prev, threads), n_tex, rec.attr_height)
+        out = decode_video_after(pred, data, spec, meta.width, rec.attr_height, n_tex)
+    else:
+        out = decode_video(data, "hevc", "yuv420p", meta.width, rec.attr_height, n_tex, threads)
+    return _colors(meta, dec, out)

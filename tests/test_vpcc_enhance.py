@@ -1,0 +1,217 @@
+"""Learned V-PCC enhancement: depth denoiser (decoder hook) and artifact removal, weights, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from imcodec.errors import InputError, UsageError
+from imcodec.learned.depth_denoise import DenoiserConfig, DepthDenoiser, DualDenoiser, denoise_images, load_denoiser
+from imcodec.learned.depth_denoise import weights_bytes as denoise_bytes
+from imcodec.learned.enhance_data import DepthPair
+from imcodec.learned.models import build_model
+from imcodec.learned.restore import load_restorer, restore_config, restore_points
+from imcodec.learned.restore import weights_bytes as restore_bytes
+from imcodec.learned.train_denoise import DenoiseTrainConfig, masked_mse, sample_batch, train_denoiser
+from imcodec.synth import make_cloud
+from imcodec.types import PointCloud
+
+
+def _perturbed_denoiser(seed: int = 0) -> DualDenoiser:
+    """A small denoiser whose output differs from its input (the last layers start at zero)."""
+    torch.manual_seed(seed)
+    model = DualDenoiser(DenoiserConfig(channels=4))
+    with torch.no_grad():
+        for net in (model.near, model.far):
+            net.body[-1].weight.normal_(0, 0.3)
+            net.body[-1].bias.fill_(0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def denoise_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "dn.pt"
+    path.write_bytes(denoise_bytes(_perturbed_denoiser(), {"test": True}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def identity_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "identity.pt"
+    path.write_bytes(denoise_bytes(DualDenoiser(DenoiserConfig(channels=4))))  # zero last layers
+    return path
+
+
+@pytest.fixture(scope="module")
+def restore_file(tmp_path_factory):
+    torch.manual_seed(1)
+    model = build_model(restore_config((4, 8), head_channels=4, head_convs=0))
+    path = tmp_path_factory.mktemp("w") / "rs_r1.pt"
+    path.write_bytes(restore_bytes(model, "r1", {"r1": 0.9}))
+    return path
+
+
+def _images(rng, h=48, w=64):
+    yy, xx = np.mgrid[0:h, 0:w]
+    true0 = np.clip(np.rint(60 + 0.5 * xx + 0.3 * yy), 0, 255).astype(np.uint8)
+    true1 = np.clip(true0.astype(int) + 2, 0, 255).astype(np.uint8)
+    noisy = lambda t: np.clip(np.rint(t + rng.normal(0, 1.5, t.shape)), 0, 255).astype(np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[4:h - 4, 6:w - 6] = True
+    edge = mask & ~np.pad(mask, 1)[2:, 1:-1] | mask & ~np.pad(mask, 1)[:-2, 1:-1]
+    return true0, true1, noisy(true0), noisy(true1), mask, edge
+
+
+def test_denoise_images_shape_dtype_mask_and_determinism(rng):
+    t0, t1, d0, d1, mask, edge = _images(rng)
+    model = _perturbed_denoiser()
+    a0, a1 = denoise_images(model, d0, d1, mask, edge, 255)
+    b0, b1 = denoise_images(model, d0, d1, mask, edge, 255)
+    assert a0.shape == d0.shape and a0.dtype == np.uint8 and a1.dtype == np.uint8
+    assert np.array_equal(a0, b0) and np.array_equal(a1, b1)
+    assert np.array_equal(a0[~mask], d0[~mask]) and np.array_equal(a1[~mask], d1[~mask])
+    assert not np.array_equal(a0[mask], d0[mask])  # the perturbed network does change depths
+    n0, none = denoise_images(model, d0, None, mask, edge, 255)
+    assert none is None and n0.shape == d0.shape
+
+
+def test_identity_network_leaves_depths_unchanged(rng, identity_file):
+    t0, t1, d0, d1, mask, edge = _images(rng)
+    model, _ = load_denoiser(identity_file)
+    a0, a1 = denoise_images(model, d0, d1, mask, edge, 255)
+    assert np.array_equal(a0, d0) and np.array_equal(a1, d1)
+
+
+def test_denoiser_training_loss_decreases(rng):
+    pairs = []
+    for k in range(3):
+        t0, t1, d0, d1, mask, edge = _images(np.random.default_rng(k))
+        pairs.append(DepthPair(f"p{k}", "r1", t0, t1, d0, d1, mask, edge, np.zeros((0, 3)), np.zeros((0, 3))))
+    batch = sample_batch(np.random.default_rng(9), pairs, 4, 32)
+    def near_loss(model):
+        from imcodec.learned.depth_denoise import near_only
+        with torch.no_grad():
+            return float(masked_mse(near_only(model, batch["dec0"], batch["mask"], batch["edge"]),
+                                    batch["true0"], batch["mask"]))
+    cfg = DenoiseTrainConfig(epochs=2, steps_per_epoch=60, batch_size=4, crop=32, lr=3e-2, val_crops=4, channels=8)
+    model, summary = train_denoiser(cfg, pairs, threads=1)
+    before = float(masked_mse(batch["dec0"], batch["true0"], batch["mask"]))  # untrained = identity
+    assert near_loss(model) < 0.8 * before
+    assert [h["stage"] for h in summary["history"]] == ["near", "far"]
+
+
+@pytest.fixture(scope="module")
+def vpcc_stream(tmp_path_factory):
+    from imcodec import api
+    from imcodec.io.ply import write_ply
+
+    d = tmp_path_factory.mktemp("s")
+    write_ply(make_cloud("body", bits=7, seed=3), d / "body.ply")
+    api.encode(d / "body.ply", d / "body.imc", codec="vpcc", options={"rate": "r1", "threads": 1})
+    api.encode(d / "body.ply", d / "body_oct.imc", codec="octree", options={})
+    return d
+
+
+def test_decoder_with_denoiser_is_deterministic(vpcc_stream, denoise_file, identity_file):
+    from imcodec import api
+    from imcodec.io.ply import read_ply
+
+    d = vpcc_stream
+    api.decode(d / "body.imc", d / "plain.ply")
+    api.decode(d / "body.imc", d / "id.ply", denoise_depth=True, weights=identity_file)
+    api.decode(d / "body.imc", d / "a.ply", denoise_depth=True, weights=denoise_file)
+    api.decode(d / "body.imc", d / "b.ply", denoise_depth=True, weights=denoise_file)
+    plain, ident, a, b = (read_ply(d / f).points for f in ("plain.ply", "id.ply", "a.ply", "b.ply"))
+    assert np.array_equal(plain, ident)  # the hook with an identity network changes nothing
+    assert np.array_equal(a, b)
+    assert np.all(a == np.rint(a))
+    assert not np.array_equal(np.sort(a, axis=0), np.sort(plain, axis=0))
+
+
+def test_denoise_depth_on_octree_stream_is_refused(vpcc_stream, denoise_file):
+    from imcodec import api
+
+    with pytest.raises(UsageError, match="octree"):
+        api.decode(vpcc_stream / "body_oct.imc", vpcc_stream / "x.ply", denoise_depth=True, weights=denoise_file)
+
+
+def test_wrong_weights_are_refused(denoise_file, restore_file):
+    with pytest.raises(InputError, match="'restore'"):
+        load_denoiser(restore_file)
+    with pytest.raises(InputError, match="'denoise-depth'"):
+        load_restorer(None, denoise_file)
+    with pytest.raises(InputError, match="rate r1, not r3"):
+        load_restorer("r3", restore_file)
+    with pytest.raises(UsageError, match="r9"):
+        load_restorer("r9", restore_file)
+    model, info = load_restorer("r1", restore_file)
+    assert info["keep_ratio"] == pytest.approx(0.9)
+
+
+def test_restore_keeps_k_candidates_within_one_voxel(restore_file):
+    from scipy.spatial import cKDTree
+
+    model, info = load_restorer("r1", restore_file)
+    pts = make_cloud("sphere", bits=6, seed=1).points
+    out = restore_points(model, pts, info["keep_ratio"], chunk=32, margin=8)
+    assert len(out) == round(0.9 * len(pts))
+    assert len(np.unique(out, axis=0)) == len(out)
+    dist, _ = cKDTree(pts).query(out, k=1, p=np.inf)
+    assert dist.max() <= 1
+    again = restore_points(model, pts, info["keep_ratio"], chunk=32, margin=8)
+    assert np.array_equal(np.sort(out, axis=0), np.sort(again, axis=0))
+
+
+def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, run_cli, tmp_path):
+    from imcodec.io.ply import read_ply, write_ply
+
+    d = vpcc_stream
+    code, out, err = run_cli("decode", d / "body.imc", "-o", tmp_path / "dn.ply", "--denoise-depth",
+                             "--weights", denoise_file, "--json")
+    assert code == 0, err
+    code, out, err = run_cli("decode", d / "body_oct.imc", "-o", tmp_path / "x.ply", "--denoise-depth",
+                             "--weights", denoise_file)
+    assert code == 2 and "octree" in err
+    code, out, err = run_cli("decode", d / "body.imc", "-o", tmp_path / "dr.ply", "--restore", "--restore-rate",
+                             "r1", "--restore-weights", restore_file)
+    assert code == 0, err
+    from imcodec import api
+
+    api.decode(d / "body.imc", tmp_path / "plain.ply")
+    plain = len(np.unique(read_ply(tmp_path / "plain.ply").points, axis=0))
+    assert len(read_ply(tmp_path / "dr.ply")) == round(0.9 * plain)
+    code, out, err = run_cli("restore", tmp_path / "dn.ply", "-o", tmp_path / "rs.ply", "--rate", "r1",
+                             "--weights", restore_file, "--json")
+    assert code == 0, err
+    assert len(read_ply(tmp_path / "rs.ply")) == round(0.9 * len(np.unique(read_ply(tmp_path / "dn.ply").points, axis=0)))
+    code, out, err = run_cli("restore", tmp_path / "dn.ply", "-o", tmp_path / "rs.ply", "--rate", "r2",
+                             "--weights", restore_file)
+    assert code == 1 and "r1" in err
+    write_ply(make_cloud("sphere", bits=6, seed=5), tmp_path / "train.ply")
+    code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
+                             "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "16",
+                             "--cache-dir", tmp_path / "cache", "-o", tmp_path / "w.pt", "--json")
+    assert code == 0, err
+    assert load_denoiser(tmp_path / "w.pt")[1]["meta"]["rates"] == ["r1", "r2", "r3", "r4", "r5"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
+
+
+def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):
+    from imcodec.learned.train_restore import TUNE_RATIOS, keep_ratios, tune_keep_ratios
+
+    model, _ = load_restorer("r1", restore_file)
+    org = make_cloud("sphere", bits=6, seed=2).points.astype(np.int64)
+    rng = np.random.default_rng(0)
+    pairs = []
+    for rate, drop in (("r1", 0.2), ("r5", 0.0)):
+        dec = org + rng.integers(-1, 2, size=org.shape) * (rng.random((len(org), 1)) < 0.3)
+        dec = dec[rng.random(len(dec)) >= drop]
+        e = np.zeros((1, 1))
+        pairs.append(DepthPair("x.ply", rate, e, e, e, e, e, e, dec, org))
+    tuned = tune_keep_ratios(model, pairs)
+    assert set(tuned["keep_ratio"]) == {"r1", "r5", "all"}
+    assert all(r in TUNE_RATIOS for r in tuned["keep_ratio"].values())
+    assert len(tuned["gains"]["r1"]) == len(TUNE_RATIOS)
+    counts = keep_ratios(pairs)  # original / unique decoded voxels
+    assert counts["r1"] == pytest.approx(len(org) / len(np.unique(pairs[0].decoded, axis=0)))
