@@ -67,6 +67,11 @@ def _workload(tmp: str) -> list[str]:
     api.metrics(a, b, peak=511, color=True, hausdorff=True)
     api.metrics(a, b, peak=511, normals=os.path.join(tmp, "normals.ply"), color=True)
     api.metrics(a, os.path.join(tmp, "dup.ply"), bits=9)
+    # isolated points send the neighbour searches to their ring-search fallbacks (nn.knn_range, nn.ties_range)
+    far = rng.integers(0, 512, size=(300, 3)).astype(np.float64)
+    write_ply(PointCloud(np.concatenate([cloud.points, far])), os.path.join(tmp, "sparse.ply"))
+    api.metrics(os.path.join(tmp, "sparse.ply"), b, bits=9)
+    api.metrics(b, os.path.join(tmp, "sparse.ply"), bits=9)
     steps.append("metrics")
 
     try:
