@@ -114,11 +114,11 @@ def symmetry_table() -> np.ndarray:
     global _SYM
     if _SYM is None:
         digits = np.stack([(np.arange(729) // 3 ** (5 - i)) % 3 for i in range(6)], axis=1)
-        best = np.full((729, 729), np.iinfo(np.int64).max, dtype=np.int64)
+        best = np.full((729, 729), np.iinfo(np.int32).max, dtype=np.int32)  # codes < 729**2 fit int32
         for perm in itertools.permutations(range(3)):
             for flips in itertools.product((0, 1), repeat=3):
                 src = [2 * perm[a] + (sign ^ flips[a]) for a in range(3) for sign in (0, 1)]
-                moved = sum(digits[:, src[i]] * 3 ** (5 - i) for i in range(6))
+                moved = sum(digits[:, src[i]] * 3 ** (5 - i) for i in range(6)).astype(np.int32)
                 np.minimum(best, moved[:, None] * 729 + moved[None, :], out=best)
         flat = best.reshape(-1)
         classes, face_class = np.unique(flat[np.arange(729) * 729], return_inverse=True)
