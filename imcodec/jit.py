@@ -108,7 +108,7 @@ class Kernel:
         return self._dispatcher
 
     def __getattr__(self, name: str):  # signatures, overloads, ... of the dispatcher
-        if name.startswith("__") or name in ("_dispatcher", "py_func", "options", "key", "group", "aot_releases_gil"):
+        if name.startswith("__") or name in ("_dispatcher", "py_func", "options", "key", "group"):
             raise AttributeError(name)
         return getattr(self.dispatcher(), name)
 

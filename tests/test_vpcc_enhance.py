@@ -101,6 +101,28 @@ def test_denoiser_training_loss_decreases(rng):
     assert [h["stage"] for h in summary["history"]] == ["near", "far"]
 
 
+def test_denoiser_checkpoint_resume(tmp_path):
+    from dataclasses import replace
+
+    from imcodec.errors import UsageError
+
+    pairs = []
+    for k in range(2):
+        t0, t1, d0, d1, mask, edge = _images(np.random.default_rng(k))
+        pairs.append(DepthPair(f"p{k}", "r1", t0, t1, d0, d1, mask, edge, np.zeros((0, 3)), np.zeros((0, 3))))
+    cfg = DenoiseTrainConfig(epochs=2, steps_per_epoch=3, batch_size=2, crop=32, val_crops=4, channels=4)
+    model, summary = train_denoiser(cfg, pairs, checkpoint_dir=tmp_path / "ck", threads=1)
+    assert (tmp_path / "ck" / "last.pt").is_file()
+    again, summary2 = train_denoiser(cfg, pairs, checkpoint_dir=tmp_path / "ck", resume=True, threads=1)
+    assert summary2["history"] == summary["history"]
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+    with pytest.raises(UsageError, match="other training settings"):
+        train_denoiser(replace(cfg, lr=cfg.lr / 2), pairs, checkpoint_dir=tmp_path / "ck", resume=True, threads=1)
+    with pytest.raises(UsageError, match="no checkpoint"):
+        train_denoiser(cfg, pairs, checkpoint_dir=tmp_path / "none", resume=True, threads=1)
+
+
 @pytest.fixture(scope="module")
 def vpcc_stream(tmp_path_factory):
     from imcodec import api

@@ -162,18 +162,41 @@ def _lr(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0))))
 
 
-def _checkpoint_bytes(state: dict) -> bytes:
+def open_checkpoint(checkpoint_dir: str | Path | None, resume: bool, train_config: dict) -> tuple[Path | None, dict | None]:
+    """(``DIR/last.pt`` or None, its saved state when resuming, else None) for a training run.
+
+    Creates the directory; with ``resume`` the checkpoint must exist and have been made with the same
+    ``train_config`` (UsageError otherwise). Shared by every ``imcodec train`` command.
+    """
+    from imcodec.io.files import ensure_dir, read_bytes
+
+    ckpt = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
+    if ckpt is not None:
+        ensure_dir(checkpoint_dir)
+    if not resume:
+        return ckpt, None
+    if ckpt is None or not ckpt.is_file():
+        raise UsageError(f"--resume: no checkpoint at {ckpt}")
+    state = torch.load(io.BytesIO(read_bytes(ckpt, "checkpoint")), map_location="cpu", weights_only=False)
+    if state["train_config"] != train_config:
+        raise UsageError(f"{ckpt}: checkpoint was made with other training settings; "
+                         f"use the same flags or another --checkpoint-dir")
+    return ckpt, state
+
+
+def save_checkpoint(ckpt: Path, state: dict) -> None:
+    """Write a training state to ``ckpt`` atomically (torch.save format)."""
+    from imcodec.io.files import write_bytes_atomic
+
     buf = io.BytesIO()
     torch.save(state, buf)
-    return buf.getvalue()
+    write_bytes_atomic(ckpt, buf.getvalue())
 
 
 def train_upsampler(cfg: TrainConfig, device: str = "cpu", checkpoint_dir: str | Path | None = None,
                     resume: bool = False, on_step: StepFn | None = None, threads: int | None = None,
                     pool: list[tuple[str, np.ndarray]] | None = None):
     """Train; returns (model in eval mode, summary dict with history and timings)."""
-    from imcodec.io.files import ensure_dir, read_bytes, write_bytes_atomic
-
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -191,16 +214,8 @@ def train_upsampler(cfg: TrainConfig, device: str = "cpu", checkpoint_dir: str |
     model = build_model(cfg.model_config()).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch, history, elapsed = 0, [], 0.0
-    ckpt = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
-    if ckpt is not None:
-        ensure_dir(checkpoint_dir)
-    if resume:
-        if ckpt is None or not ckpt.is_file():
-            raise UsageError(f"--resume: no checkpoint at {ckpt}")
-        state = torch.load(io.BytesIO(read_bytes(ckpt, "checkpoint")), map_location="cpu", weights_only=False)
-        if state["train_config"] != _cfg_dict(cfg):
-            raise UsageError(f"{ckpt}: checkpoint was made with other training settings; "
-                             f"use the same flags or another --checkpoint-dir")
+    ckpt, state = open_checkpoint(checkpoint_dir, resume, _cfg_dict(cfg))
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed"]
@@ -234,10 +249,10 @@ def train_upsampler(cfg: TrainConfig, device: str = "cpu", checkpoint_dir: str |
             on_step({"epoch": epoch + 1, "step": (epoch + 1) * cfg.steps_per_epoch, "total": total,
                      "epoch_done": history[-1]})
         if ckpt is not None:
-            write_bytes_atomic(ckpt, _checkpoint_bytes({
+            save_checkpoint(ckpt, {
                 "model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch + 1,
                 "history": history, "elapsed": elapsed, "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "train_config": _cfg_dict(cfg)}))
+                "torch_rng": torch.get_rng_state(), "train_config": _cfg_dict(cfg)})
     model.eval()
     summary = {"history": history, "seconds": round(elapsed, 1), "parameters": count_parameters(model),
                "pool": [name for name, _ in pool], "train_config": _cfg_dict(cfg)}

@@ -14,7 +14,6 @@ Checkpoints (model, optimiser, RNG states, history) are written after every epoc
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import torch
 
 from imcodec.errors import UsageError
 from imcodec.learned.depth_denoise import DenoiserConfig, DualDenoiser, near_only
+from imcodec.learned.train import open_checkpoint, save_checkpoint
 
 StepFn = Callable[[dict[str, Any]], None]
 
@@ -113,7 +113,6 @@ def _lr(base: float, step: int, total: int) -> float:
 def train_denoiser(cfg: DenoiseTrainConfig, pairs: list, checkpoint_dir: str | Path | None = None,
                    resume: bool = False, on_step: StepFn | None = None, threads: int | None = None):
     """Train both networks; returns (model in eval mode, summary with history and timings)."""
-    from imcodec.io.files import ensure_dir, read_bytes, write_bytes_atomic
 
     if cfg.epochs < 2 or cfg.steps_per_epoch < 1 or cfg.batch_size < 1 or cfg.crop < 16:
         raise UsageError("epochs must be >= 2 (near, then far network), steps and batch size >= 1, crop >= 16")
@@ -129,16 +128,8 @@ def train_denoiser(cfg: DenoiseTrainConfig, pairs: list, checkpoint_dir: str | P
     near_epochs = cfg.epochs // 2
     opts = [torch.optim.Adam(model.near.parameters(), lr=cfg.lr), torch.optim.Adam(model.far.parameters(), lr=cfg.lr)]
     start, history, elapsed = 0, [], 0.0
-    ckpt = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
-    if ckpt is not None:
-        ensure_dir(checkpoint_dir)
-    if resume:
-        if ckpt is None or not ckpt.is_file():
-            raise UsageError(f"--resume: no checkpoint at {ckpt}")
-        state = torch.load(io.BytesIO(read_bytes(ckpt, "checkpoint")), map_location="cpu", weights_only=False)
-        if state["train_config"] != asdict(cfg):
-            raise UsageError(f"{ckpt}: checkpoint was made with other training settings; "
-                             f"use the same flags or another --checkpoint-dir")
+    ckpt, state = open_checkpoint(checkpoint_dir, resume, asdict(cfg))
+    if state is not None:
         model.load_state_dict(state["model"])
         for o, s in zip(opts, state["optims"]):
             o.load_state_dict(s)
@@ -182,12 +173,10 @@ def train_denoiser(cfg: DenoiseTrainConfig, pairs: list, checkpoint_dir: str | P
             on_step({"epoch": epoch + 1, "step": (epoch + 1) * cfg.steps_per_epoch, "total": total,
                      "epoch_done": history[-1]})
         if ckpt is not None:
-            buf = io.BytesIO()
-            torch.save({"model": model.state_dict(), "optims": [o.state_dict() for o in opts],
-                        "epoch": epoch + 1, "history": history, "elapsed": elapsed,
-                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                        "train_config": asdict(cfg)}, buf)
-            write_bytes_atomic(ckpt, buf.getvalue())
+            save_checkpoint(ckpt, {"model": model.state_dict(), "optims": [o.state_dict() for o in opts],
+                                   "epoch": epoch + 1, "history": history, "elapsed": elapsed,
+                                   "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                                   "train_config": asdict(cfg)})
     model.eval()
     return model, {"history": history, "seconds": round(elapsed, 1),
                    "parameters": sum(p.numel() for p in model.parameters()), "train_config": asdict(cfg)}

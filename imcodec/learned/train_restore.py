@@ -16,7 +16,6 @@ Checkpoints are written after every epoch to ``checkpoint_dir/last.pt``; ``resum
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,7 +29,7 @@ from imcodec.errors import UsageError
 from imcodec.learned import functional as SF
 from imcodec.learned.restore import restore_config
 from imcodec.learned.sparse import coords_isin
-from imcodec.learned.train import _lr, make_batch, occupancy_loss
+from imcodec.learned.train import _lr, make_batch, occupancy_loss, open_checkpoint, save_checkpoint
 
 StepFn = Callable[[dict[str, Any]], None]
 
@@ -145,7 +144,6 @@ def evaluate(model, val) -> dict[str, float]:
 def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | Path | None = None,
                    resume: bool = False, on_step: StepFn | None = None, threads: int | None = None):
     """Train; returns (model in eval mode, summary with history, timings and keep ratios)."""
-    from imcodec.io.files import ensure_dir, read_bytes, write_bytes_atomic
     from imcodec.learned.models import build_model
 
     if cfg.epochs < 1 or cfg.steps_per_epoch < 1 or cfg.batch_size < 1 or cfg.crop < 16:
@@ -161,16 +159,8 @@ def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | P
     model = build_model(restore_config(tuple(cfg.channels), cfg.head_channels, cfg.head_convs))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history, elapsed = 0, [], 0.0
-    ckpt = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
-    if ckpt is not None:
-        ensure_dir(checkpoint_dir)
-    if resume:
-        if ckpt is None or not ckpt.is_file():
-            raise UsageError(f"--resume: no checkpoint at {ckpt}")
-        state = torch.load(io.BytesIO(read_bytes(ckpt, "checkpoint")), map_location="cpu", weights_only=False)
-        if state["train_config"] != _cfg_dict(cfg):
-            raise UsageError(f"{ckpt}: checkpoint was made with other training settings; "
-                             f"use the same flags or another --checkpoint-dir")
+    ckpt, state = open_checkpoint(checkpoint_dir, resume, _cfg_dict(cfg))
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
@@ -202,11 +192,9 @@ def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | P
             on_step({"epoch": epoch + 1, "step": (epoch + 1) * cfg.steps_per_epoch, "total": total,
                      "epoch_done": history[-1]})
         if ckpt is not None:
-            buf = io.BytesIO()
-            torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch + 1,
-                        "history": history, "elapsed": elapsed, "rng": rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(), "train_config": _cfg_dict(cfg)}, buf)
-            write_bytes_atomic(ckpt, buf.getvalue())
+            save_checkpoint(ckpt, {"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch + 1,
+                                   "history": history, "elapsed": elapsed, "rng": rng.bit_generator.state,
+                                   "torch_rng": torch.get_rng_state(), "train_config": _cfg_dict(cfg)})
     model.eval()
     tuned = tune_keep_ratios(model, pairs, progress=(lambda d, t, note: on_step({"tune": (d, t, note)}))
                              if on_step is not None else None)
