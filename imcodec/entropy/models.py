@@ -70,7 +70,7 @@ def new_counters(n: int) -> np.ndarray:
     return np.full(n, COUNTER_INIT, dtype=np.uint32)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def counter_p16(t, i):
     """P(1) of counter ``i`` as a 16-bit probability (1..65535)."""
     p = np.int64(t[i] >> 16)
@@ -79,7 +79,7 @@ def counter_p16(t, i):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def counter_update(t, i, bit, limit):
     """Move counter ``i`` toward ``bit`` by 1/(count + 1.5); count capped at ``limit`` (<= 1023)."""
     v = np.int64(t[i])
@@ -96,13 +96,13 @@ def counter_update(t, i, bit, limit):
     t[i] = np.uint32((p << 10) | n)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stretch(p16):
     """ln(p/(1-p)) * 256 of a 16-bit probability, clipped to -2047..2047."""
     return np.int64(STRETCH[p16 >> 4])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def squash(x):
     """Inverse of stretch: 16-bit probability (32..65504) of a logistic-domain value."""
     if x > 2047:
@@ -117,7 +117,7 @@ def new_mixer(n_sets: int, n_inputs: int, init: float = 0.3) -> np.ndarray:
     return np.full((n_sets, n_inputs), int(init * 65536), dtype=np.int32)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mix_predict(w, s, x, n):
     """16-bit probability from stretched inputs x[:n] (int32) mixed with weight set ``s``."""
     dot = np.int64(0)
@@ -126,7 +126,7 @@ def mix_predict(w, s, x, n):
     return squash(dot >> 16)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mix_update(w, s, x, n, p16, bit, lr):
     """One gradient step of weight set ``s`` after coding ``bit`` with mixed probability ``p16``."""
     err = ((np.int64(bit) << 16) - p16) * lr
@@ -146,7 +146,7 @@ def new_apm(n_ctx: int) -> np.ndarray:
     return np.tile(row, (n_ctx, 1))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apm_predict(a, ctx, p16, slot, k):
     """Refined 16-bit probability of ``p16`` in context ``ctx``; remembers the cell in
     ``slot[k:k + 2]`` (an int64 scratch array) for :func:`apm_update`."""
@@ -163,7 +163,7 @@ def apm_predict(a, ctx, p16, slot, k):
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apm_update(a, slot, k, bit, rate):
     """Move the two cells used by the last :func:`apm_predict` (``slot[k:k + 2]``) toward ``bit``
     (rate 5..7: larger = slower)."""

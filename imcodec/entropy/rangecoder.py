@@ -94,7 +94,7 @@ def _shift_low(st, buf):
     st[E_LOW] = (low & 0x00FFFFFF) << 8
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def enc_bit(st, buf, bit, p1):
     """Code ``bit`` (0/1) with P(1) = p1 / 65536, p1 in 1..65535."""
     rng = st[E_RANGE]
@@ -153,7 +153,7 @@ def dec_init(st, data):
     st[D_CODE] = code
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dec_bit(st, data, p1):
     """Decode one bit coded with P(1) = p1 / 65536."""
     rng = st[D_RANGE]

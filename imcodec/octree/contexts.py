@@ -187,7 +187,7 @@ def combine(h, v):
     return (h + v + 1) * 0x100000001B3
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fill_window(w, nbr, occ, node):
     """Fill w ((216,) int8) with the child-level states around ``node`` (nbr: (M, 27) int32 table,
     occ: (M,) uint8 of the level, valid below ``node``). Returns the node-level contexts: p26 (bit
@@ -215,7 +215,7 @@ def fill_window(w, nbr, occ, node):
     return p26, n3, e3
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def bit_contexts(slots, sel, w, nbr, node, j, partial, p26, n3, e3, bits, toff, sym):
     """Table slots of the 8 models for child bit ``j`` (into ``slots``) and the selector contexts
     (into ``sel``: mixer A set, mixer B set, face symmetry class, APM-2 context)."""
@@ -265,7 +265,7 @@ def bit_contexts(slots, sel, w, nbr, node, j, partial, p26, n3, e3, bits, toff, 
     sel[3] = hash_index(canon, 12)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def predict(slots, sel, j, x, xf, pm, apslot, tabs, imap, wa, wb, wc, wf, a1, a2):
     """Final 16-bit P(bit = 1); leaves the mixer inputs (x, xf), mixer outputs (pm) and APM cells
     (apslot) for :func:`update`."""
@@ -302,7 +302,7 @@ def _clamp_weight(v):
     return np.int32(max(-0x7FFFFF, min(0x7FFFFF, v)))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def update(bit, slots, sel, j, x, xf, pm, apslot, tabs, imap, wa, wb, wc, wf, a1, a2, meta):
     """Adapt every model, mixer and APM to the coded ``bit`` (the mirror of :func:`predict`)."""
     t = meta[0]
