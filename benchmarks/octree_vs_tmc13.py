@@ -8,7 +8,8 @@
   seconds with a warm Numba cache (best of --repeat, codec time, PLY I/O excluded).
 * lossy: soldier 0536 and basketball 1 at TMC13's r01..r06 positionQuantizationScale values, D1
   PSNR (pc_error conventions, peak 1023, imcodec.metrics) and the pchip BD-rate against TMC13.
-* sequence: the three soldier frames in one stream, then random access to the middle frame.
+* sequence: soldier 0536-0538 and basketball 1-2 (geometry) as one stream each, all-intra and with
+  inter-coded geometry: P-frame bpp against intra and TMC13's inter mode; random access.
 * fresh: ``imcodec encode/decode`` in a fresh process per run (codec seconds from --json, and wall).
 * cold: encode + decode of one frame in a fresh process with an empty Numba cache, with the AOT
   library and with IMCODEC_JIT=1 (compile time).
@@ -134,22 +135,48 @@ def lossy() -> list[dict]:
     return results
 
 
+TMC13_INTER_P_BPP = {"soldier": 0.614, "basketball": 0.53}  # P-frames with TMC13's inter prediction (README)
+
+
 def sequence() -> dict:
+    """Each shared sequence (geometry only) as one stream all-intra (--gof 1) and with inter-coded
+    geometry (default --gof 8): P-frame bits per point against intra and against TMC13's inter mode;
+    random access to the last frame (decoded through its group) checked against the input."""
     from imcodec import api
 
+    out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        stream = Path(tmp) / "soldier.imc"
-        pattern = str(SOLDIER[0]).replace("0536", "%04d")
-        enc = api.encode(pattern, stream, options={"lossless": True}, start=536, count=3)
-        t = time.perf_counter()
-        dec = api.decode(stream, Path(tmp) / "one.ply", frames="537")
-        single = time.perf_counter() - t
-        ok = np.array_equal(_sorted_rows(read_ply(Path(tmp) / "one.ply").points),
-                            _sorted_rows(read_ply(SOLDIER[1]).points))
-    out = {"frames": enc["frames"], "bytes": enc["bytes"], "bpp": enc["bpp"], "components": enc["components"],
-           "encode_seconds": enc["encode_seconds"], "random_access_decode_s": round(single, 3),
-           "random_access_points": dec["points"], "random_access_exact": bool(ok)}
-    print(f"sequence: {out}", flush=True)
+        for name, frames in (("soldier", SOLDIER), ("basketball", BASKETBALL)):
+            folder = Path(tmp) / name
+            folder.mkdir()
+            for i, f in enumerate(frames):
+                write_ply(PointCloud(points=read_ply(f).points), folder / f"{name}_{i:04d}.ply")
+            row: dict = {"frames": [f.name for f in frames]}
+            for label, gof in (("intra", 1), ("inter", 8)):
+                stream = Path(tmp) / f"{name}_{label}.imc"
+                enc = api.encode(folder, stream, options={"lossless": True, "gof": gof})
+                t = time.perf_counter()
+                dec = api.decode(stream, Path(tmp) / f"{name}_{label}_dec/")
+                seconds = time.perf_counter() - t
+                bpp = [8 * r["components"]["geometry"] / r["points"] for r in enc["per_frame"]]
+                row[label] = {"bytes": enc["bytes"], "stream_bpp": enc["bpp"], "geometry_bpp": bpp,
+                              "encode_seconds": enc["encode_seconds"], "decode_seconds": dec["decode_seconds"],
+                              "decode_wall_s": round(seconds, 3)}
+            last = Path(tmp) / f"{name}_last.ply"
+            api.decode(Path(tmp) / f"{name}_inter.imc", last, frames=str(len(frames) - 1))
+            row["random_access_exact"] = bool(np.array_equal(_sorted_rows(read_ply(last).points),
+                                                             _sorted_rows(read_ply(frames[-1]).points)))
+            p_inter = float(np.mean(row["inter"]["geometry_bpp"][1:]))
+            p_intra = float(np.mean(row["intra"]["geometry_bpp"][1:]))
+            row["p_frames"] = {"intra_bpp": p_intra, "inter_bpp": p_inter,
+                               "inter_vs_intra_percent": 100 * (p_inter / p_intra - 1),
+                               "tmc13_inter_bpp": TMC13_INTER_P_BPP[name],
+                               "vs_tmc13_inter_percent": 100 * (p_inter / TMC13_INTER_P_BPP[name] - 1)}
+            print(f"sequence {name}: P-frames {p_intra:.4f} bpp intra -> {p_inter:.4f} inter "
+                  f"({row['p_frames']['inter_vs_intra_percent']:+.1f}%; TMC13 inter {TMC13_INTER_P_BPP[name]}), "
+                  f"decode {row['inter']['decode_seconds']:.2f} s vs {row['intra']['decode_seconds']:.2f} s intra, "
+                  f"random access exact {row['random_access_exact']}", flush=True)
+            out[name] = row
     return out
 
 

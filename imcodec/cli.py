@@ -266,7 +266,7 @@ def encode(
     geometry_qp: Annotated[Optional[int], typer.Option("--geometry-qp", help="V-PCC: geometry video QP.")] = None,
     attribute_qp: Annotated[Optional[int], typer.Option("--attribute-qp", help="V-PCC: attribute video QP.")] = None,
     keep_intermediate: Annotated[Optional[Path], typer.Option("--keep-intermediate", help="V-PCC: keep the intermediate images/videos in this directory.")] = None,
-    gof: Annotated[Optional[int], typer.Option("--gof", help="V-PCC: group-of-frames size (default 32; 1 = all intra).")] = None,
+    gof: Annotated[Optional[int], typer.Option("--gof", help="Frames per group, 1 = all intra (V-PCC default 32; octree default 8: later frames' geometry coded against the previous frame).")] = None,
     motion_hints: Annotated[Optional[OnOff], typer.Option("--motion-hints", help="V-PCC: code colour against the 3D motion-compensated prediction (default on).")] = None,
     start: FramesStart = None,
     count: FramesCount = None,

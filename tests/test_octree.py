@@ -19,8 +19,15 @@ from imcodec.io.bitstream import StreamHeader
 from imcodec.io.ply import read_ply, write_ply
 from imcodec.octree.build import build_occupancy, child_neighbours, level_sizes, root_neighbours
 from imcodec.octree.codec import OctreeConfig
-from imcodec.octree.geometry import decode_geometry, encode_geometry
+from imcodec.octree.geometry import (
+    decode_geometry,
+    decode_geometry_ref,
+    encode_geometry,
+    encode_geometry_ref,
+    is_inter,
+)
 from imcodec.octree.morton import morton_decode, morton_encode
+from imcodec.synth import make_sequence
 from imcodec.types import PointCloud
 
 
@@ -153,6 +160,69 @@ def test_damaged_geometry_payload_never_crashes(which, where, truncate):
     except BitstreamError:
         return
     assert counts.sum() <= len(pts) and len(vox) == len(counts) and (vox >= 0).all()
+
+
+# ------------------------------------------------------------------------------ inter coding
+
+def _moving(frames: int = 3, bits: int = 8, motion: str = "wave") -> list[np.ndarray]:
+    return [np.asarray(c.points).astype(np.int64) for c in make_sequence("body", bits, frames, motion, seed=3)]
+
+
+def test_inter_geometry_round_trip_and_gain():
+    a, b, c = _moving()
+    pa, _, _, ref_a = encode_geometry_ref(a, True, None)
+    intra_b = encode_geometry(b, True)[0]
+    pb, ob, mb, ref_b = encode_geometry_ref(b, True, ref_a)
+    assert is_inter(pb) and not is_inter(pa) and not is_inter(intra_b)
+    assert len(pb) < 0.9 * len(intra_b)  # the previous frame predicts most of a slowly moving body
+    # the decoder, given its own decoded previous frame, returns exactly the input points
+    va, ca, dref_a = decode_geometry_ref(pa, len(a), None)
+    vb, cb, dref_b = decode_geometry_ref(pb, len(b), dref_a)
+    assert np.array_equal(np.repeat(vb, cb, axis=0), b[ob]) and np.array_equal(mb, cb)
+    pc, oc, _, _ = encode_geometry_ref(c, True, ref_b)
+    vc, cc, _ = decode_geometry_ref(pc, len(c), dref_b)
+    assert np.array_equal(np.repeat(vc, cc, axis=0), c[oc])
+    # a repeated frame is nearly free against itself: every bit equals the co-located one
+    same = encode_geometry_ref(a, True, ref_a)[0]
+    assert len(same) < 0.1 * len(pa)
+
+
+def test_inter_geometry_needs_its_reference():
+    a, b, _ = _moving()
+    pa, _, _, ref_a = encode_geometry_ref(a, True, None)
+    pb = encode_geometry_ref(b, True, ref_a)[0]
+    with pytest.raises(BitstreamError, match="no reference"):
+        decode_geometry_ref(pb, len(b), None)
+    shallow = encode_geometry_ref(a // 2, True, None)[3]  # one bit less deep
+    with pytest.raises(BitstreamError, match="depth"):
+        decode_geometry_ref(pb, len(b), shallow)
+    # a reference of another depth is not used by the encoder
+    assert not is_inter(encode_geometry_ref(b, True, shallow)[0])
+
+
+def test_sequence_groups_of_frames(tmp_path):
+    folder = tmp_path / "moving"
+    folder.mkdir()
+    clouds = make_sequence("body", 8, 5, "wave", color=True, seed=4)
+    for i, cloud in enumerate(clouds):
+        write_ply(cloud, folder / f"f_{i:04d}.ply")
+    inter, intra = tmp_path / "inter.imc", tmp_path / "intra.imc"
+    api.encode(folder, inter, options={"gof": 3, "lossless_color": True})
+    api.encode(folder, intra, options={"gof": 1, "lossless_color": True})
+    assert [f["needs_previous"] for f in api.info(inter)["frames"]] == [False, True, True, False, True]
+    assert not any(f["needs_previous"] for f in api.info(intra)["frames"])
+    assert inter.stat().st_size < intra.stat().st_size
+    full = tmp_path / "full"
+    api.decode(inter, full)
+    for i, cloud in enumerate(clouds):
+        got = read_ply(full / f"inter_{i:04d}.ply")
+        ref = np.concatenate([cloud.points, cloud.colors], axis=1)
+        assert np.array_equal(_multiset(np.concatenate([got.points, got.colors], axis=1)), _multiset(ref))
+    one = tmp_path / "one.ply"
+    api.decode(inter, one, frames="4")  # decodes frame 3 (its group's first) on the way
+    assert np.array_equal(read_ply(one).points, read_ply(full / "inter_0004.ply").points)
+    with pytest.raises(UsageError, match="--gof"):
+        api.encode(folder, tmp_path / "x.imc", options={"gof": 0})
 
 
 # --------------------------------------------------------------------------------- the codec
@@ -292,12 +362,18 @@ def _valid_streams(tmp_path_factory) -> list[bytes]:
             write_ply(PointCloud(points=cloud.points[:60], colors=cloud.colors[:60]), src)
             api.encode(src, d / f"c{i}.imc", options=opts)
             _VALID[str(i)] = (d / f"c{i}.imc").read_bytes()
+        seq = d / "seq"
+        seq.mkdir()
+        for i, cloud in enumerate(make_sequence("sphere", 5, 2, "rigid", seed=9)):
+            write_ply(cloud, seq / f"s_{i:04d}.ply")
+        api.encode(seq, d / "inter.imc")
+        _VALID["inter"] = (d / "inter.imc").read_bytes()
     return list(_VALID.values())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
-@given(st.integers(0, 2), st.integers(0, 10**7), st.booleans())
+@given(st.integers(0, 3), st.integers(0, 10**7), st.booleans())
 def test_damaged_streams_are_bitstream_errors(tmp_path_factory, which, where, truncate):
     data = _valid_streams(tmp_path_factory)[which]
     if truncate:

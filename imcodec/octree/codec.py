@@ -1,10 +1,14 @@
 """The octree codec ("octree", id 1): G-PCC-style geometry (:mod:`imcodec.octree.geometry`) and RAHT
-colour (:mod:`imcodec.octree.attributes`) for one frame at a time.
+colour (:mod:`imcodec.octree.attributes`).
 
 Positions are quantised as TMC13's positionQuantizationScale does: ``q = round((p - origin) * scale)``
 (halves away from zero) and decoded as ``q / scale + origin``. Lossless mode keeps integer positions
 exactly, duplicates included; lossy mode merges the points that fall into one voxel (their colours
 are averaged). Components per frame: ``geometry`` and, for clouds with colour, ``attribute``.
+
+Sequences: within a group of ``gof`` frames, the geometry of every frame after the first is coded
+with contexts from the previous frame's octree (the ``state`` dict carries it from frame to frame on
+both sides) and its index entry says it needs the previous frame; colour stays intra.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ DEFAULT_ATTR_QP = 28
 _PARAMS = struct.Struct("<BBB")  # version, flags, attribute QP
 _PARAMS_VERSION = 1
 _FLAG_LOSSLESS, _FLAG_LOSSLESS_COLOR = 1, 2
-_OPTIONS = {"lossless", "scale", "attr_qp", "lossless_color", "bit_depth"}
+_OPTIONS = {"lossless", "scale", "attr_qp", "lossless_color", "bit_depth", "gof"}
+DEFAULT_GOF = 8
+MAX_GOF = 1024
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class OctreeConfig:
     attr_qp: colour QP (G-PCC scale, 4..51; step 2**((QP - 4) / 6)); lossless_color codes colour exactly.
     bit_depth: declared input bit depth (coordinates must be < 2**bit_depth), None = from the data.
     origin: subtracted before quantisation; coordinates below it are an input error.
+    gof: frames per group in a sequence: the first is coded alone, each later one against the
+    previous decoded frame's octree (inter contexts); 1 = every frame intra.
     """
 
     lossless: bool = True
@@ -46,6 +54,7 @@ class OctreeConfig:
     lossless_color: bool = False
     bit_depth: int | None = None
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    gof: int = DEFAULT_GOF
 
     def __post_init__(self) -> None:
         if not (isinstance(self.scale, numbers.Real) and math.isfinite(self.scale) and 0 < self.scale <= 16):
@@ -54,13 +63,15 @@ class OctreeConfig:
             raise UsageError(f"--lossless keeps positions exactly; it cannot be combined with --scale {self.scale}")
         if isinstance(self.attr_qp, bool) or not isinstance(self.attr_qp, numbers.Integral) or not 4 <= self.attr_qp <= 51:
             raise UsageError(f"--attr-qp must be an integer in 4..51, got {self.attr_qp!r}")
+        if isinstance(self.gof, bool) or not isinstance(self.gof, numbers.Integral) or not 1 <= self.gof <= MAX_GOF:
+            raise UsageError(f"--gof must be an integer in 1..{MAX_GOF}, got {self.gof!r}")
         if self.bit_depth is not None and not (isinstance(self.bit_depth, numbers.Integral) and 1 <= self.bit_depth <= MAX_BITS):
             raise UsageError(f"--bits must be in 1..{MAX_BITS}, got {self.bit_depth!r}")
 
 
 @register_codec("octree", codec_id=1)
 class OctreeCodec:
-    """Octree geometry + RAHT colour, one frame at a time (intra only)."""
+    """Octree geometry (intra, or inter within a group of frames) + RAHT colour."""
 
     config_type = OctreeConfig
 
@@ -81,6 +92,8 @@ class OctreeCodec:
             kw["lossless_color"] = True
         if options.get("bit_depth") is not None:
             kw["bit_depth"] = options["bit_depth"]
+        if options.get("gof") is not None:
+            kw["gof"] = options["gof"]
         return OctreeConfig(**kw)
 
     def stream_params(self, config: OctreeConfig) -> bytes:
@@ -88,10 +101,13 @@ class OctreeCodec:
         return _PARAMS.pack(_PARAMS_VERSION, flags, int(config.attr_qp))
 
     def encode_frame(self, cloud: PointCloud, config: OctreeConfig, state: dict) -> FrameCode:
-        from imcodec.octree.geometry import encode_geometry
+        from imcodec.octree.geometry import encode_geometry_ref, is_inter
 
         q, depth = quantize(cloud.points, config)
-        payload, order, mult = encode_geometry(q, keep_duplicates=config.lossless)
+        n = state.get("octree_frame", 0)
+        reference = state.get("octree_ref") if n % config.gof else None
+        payload, order, mult, levels = encode_geometry_ref(q, config.lossless, reference)
+        state["octree_frame"], state["octree_ref"] = n + 1, levels
         starts = np.cumsum(mult) - mult
         vox = q[order][starts] if len(q) else np.zeros((0, 3), np.int64)
         pos = np.repeat(vox, mult, axis=0) if config.lossless else vox
@@ -110,10 +126,10 @@ class OctreeCodec:
                 pos, col, config.attr_qp, config.lossless_color)
         recon = PointCloud(points=dequantize(pos, config.scale, config.origin), colors=colors,
                            point_dtype="float32" if config.lossless else "float64")
-        return FrameCode(components, recon, bit_depth=depth)
+        return FrameCode(components, recon, needs_previous=is_inter(payload), bit_depth=depth)
 
     def decode_frame(self, components: dict[str, bytes], header: Any, state: dict) -> PointCloud:
-        from imcodec.octree.geometry import decode_geometry
+        from imcodec.octree.geometry import decode_geometry_ref
 
         if len(header.params) != _PARAMS.size or header.params[0] != _PARAMS_VERSION:
             raise BitstreamError(f"octree stream parameters ({len(header.params)} bytes) are not version "
@@ -122,7 +138,8 @@ class OctreeCodec:
         if "geometry" not in components or extra:
             raise BitstreamError(f"octree frame has components {sorted(components)}; expected geometry "
                                  "(+ attribute)")
-        vox, counts = decode_geometry(components["geometry"], header.max_points)
+        vox, counts, state["octree_ref"] = decode_geometry_ref(components["geometry"], header.max_points,
+                                                               state.get("octree_ref"))
         pos = np.repeat(vox, counts, axis=0)
         colors = None
         if "attribute" in components:

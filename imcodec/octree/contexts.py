@@ -11,16 +11,18 @@ already has:
 * the level-d neighbourhood of the node (``p26``: which of its 26 neighbours are occupied), and the
   occupancy bytes of its causal face and edge neighbours (always coded before it: moving down any
   axis lowers the Morton code), plus the bits already coded in this node.
+* for inter-coded frames, the occupancy byte of the co-located node in the reference frame (the
+  previous decoded frame of the sequence; ``pv``), which both sides have.
 
-Eight context models turn these into table slots. Two of them are invariant under the 48 symmetries
+Ten context models turn these into table slots. Two of them are invariant under the 48 symmetries
 of the cube (the canonical form of the face and distance-2 pattern around the child), which pools
 statistics 48 ways and lets small clouds learn fast. Each slot holds a direct adaptive probability
-and a bit-history state whose own adaptive map gives a second opinion (indirect modelling). The 16
+and a bit-history state whose own adaptive map gives a second opinion (indirect modelling). The 20
 stretched probabilities feed three PAQ-style logistic mixers (weight sets chosen by the face pattern,
-by the octant neighbour pattern and by the symmetry class of the face pattern); a final mixer
-combines them and two APM stages refine the result (M. Mahoney, "Adaptive weighing of context
-models for lossless data compression", 2005). Node-level models keep a node's 8 bits in one 16-slot
-bucket (one cache line).
+by the octant neighbour pattern with the reference bit, and by the symmetry class of the face
+pattern); a final mixer combines them and two APM stages refine the result (M. Mahoney, "Adaptive
+weighing of context models for lossless data compression", 2005). Node-level models keep a node's 8
+bits in one 16-slot bucket (one cache line).
 
 Model state is a tuple of arrays from :func:`new_model`, sized from the voxel count so that the
 decoder allocates exactly what the encoder did.
@@ -48,11 +50,11 @@ from imcodec.entropy.models import (
 )
 from imcodec.jit import njit
 
-# model ids; P26, N3, E3 are node-level (bucketed)
-M26, M18, MP, SYM, SYMC, P26, N3, E3, CNT = range(9)
-N_MODELS = 9
+# model ids; P26, N3, E3, PRV are node-level (bucketed)
+M26, M18, MP, SYM, SYMC, P26, N3, E3, CNT, PRV = range(10)
+N_MODELS = 10
 N_INPUTS = 2 * N_MODELS + 1
-TABLE_CAPS = np.array([21, 18, 16, 16, 18, 20, 20, 20, 14], dtype=np.int64)  # log2 table slots, M26 .. CNT
+TABLE_CAPS = np.array([21, 18, 16, 16, 18, 20, 20, 20, 18, 20], dtype=np.int64)  # log2 table slots, M26 .. PRV
 LIMIT = 127  # direct counters: rate 1/(n + 1.5) down to 1/128.5
 IMAP_LIMIT = 1023
 HIST_STATES = 128
@@ -156,7 +158,7 @@ def new_model(n_leaves: int) -> tuple:
     tabs = np.full(int(toff[-1]), np.uint32(32768 << 16), dtype=np.uint32)  # p = 1/2, n = 0, state 0
     imap = new_counters(N_MODELS * HIST_STATES)
     wa = new_mixer(729, N_INPUTS, 0.15)
-    wb = new_mixer(1024, N_INPUTS, 0.15)
+    wb = new_mixer(3072, N_INPUTS, 0.15)
     wc = new_mixer(N_FACE_CLASSES, N_INPUTS, 0.15)
     wf = new_mixer(8, 4, 0.33)
     a1 = new_apm(N_FACE_CLASSES)
@@ -166,10 +168,11 @@ def new_model(n_leaves: int) -> tuple:
 
 
 def new_scratch() -> tuple:
-    """Per-call scratch arrays: window (216,) int8, slots (8,), sel (4,), x (17,) int32, xf (4,)
-    int32, pm (4,), apslot (4,) int64."""
+    """Per-call scratch arrays: window (216,) int8, slots (N_MODELS,), sel (4,), x (N_INPUTS,)
+    int32, xf (4,) int32, pm (4,), apslot (4,) int64, reference window (216,) int8."""
     return (np.zeros(216, np.int8), np.zeros(N_MODELS, np.int64), np.zeros(4, np.int64),
-            np.zeros(N_INPUTS, np.int32), np.zeros(4, np.int32), np.zeros(4, np.int64), np.zeros(4, np.int64))
+            np.zeros(N_INPUTS, np.int32), np.zeros(4, np.int32), np.zeros(4, np.int64), np.zeros(4, np.int64),
+            np.zeros(216, np.int8))
 
 
 @njit(cache=True)
@@ -216,9 +219,25 @@ def fill_window(w, nbr, occ, node):
 
 
 @njit(cache=True, inline="always")
-def bit_contexts(slots, sel, w, nbr, node, j, partial, p26, n3, e3, bits, toff, sym):
-    """Table slots of the 8 models for child bit ``j`` (into ``slots``) and the selector contexts
-    (into ``sel``: mixer A set, mixer B set, face symmetry class, APM-2 context)."""
+def fill_reference(pw, nbr, pocc, node):
+    """Fill pw ((216,) int8) with the reference frame's voxels in the window around ``node``: the
+    co-located children of the node's 27-neighbourhood (pocc: the reference occupancy of each node
+    of the level; a neighbour absent from this frame counts as empty)."""
+    for k in range(27):
+        q = nbr[node, k]
+        base = (k // 9) * 72 + ((k // 3) % 3) * 12 + (k % 3) * 2
+        po = np.int64(pocc[q]) if q >= 0 else 0
+        if po < 0:
+            po = 0
+        for c in range(8):
+            pw[base + ((c >> 2) & 1) * 36 + ((c >> 1) & 1) * 6 + (c & 1)] = (po >> c) & 1
+
+
+@njit(cache=True, inline="always")
+def bit_contexts(slots, sel, w, nbr, node, j, partial, p26, n3, e3, bits, toff, sym, pv, pw):
+    """Table slots of the models for child bit ``j`` (into ``slots``) and the selector contexts
+    (into ``sel``: mixer A set, mixer B set, face symmetry class, APM-2 context). ``pv``: the
+    reference frame's occupancy byte of the co-located node (0: empty there), -1 without a reference."""
     c = (2 + ((j >> 2) & 1)) * 36 + (2 + ((j >> 1) & 1)) * 6 + 2 + (j & 1)
     face = np.int64(0)
     d2 = np.int64(0)
@@ -250,7 +269,6 @@ def bit_contexts(slots, sel, w, nbr, node, j, partial, p26, n3, e3, bits, toff, 
     slots[MP] = toff[MP] + hash_index(combine(combine(combine(3, pat), face), j), bits[MP])
     slots[SYM] = toff[SYM] + hash_index(combine(4, canon), bits[SYM])
     slots[SYMC] = toff[SYMC] + hash_index(combine(combine(combine(5, canon), o26), u26), bits[SYMC])
-    slots[CNT] = toff[CNT] + hash_index(combine(9, fcnt + 64 * o18), bits[CNT])
     # node-level models: a 16-slot bucket per (context, nibble prefix); slot = position in the nibble
     if j < 4:
         nib, sub = 0, (1 << j) | partial
@@ -259,10 +277,21 @@ def bit_contexts(slots, sel, w, nbr, node, j, partial, p26, n3, e3, bits, toff, 
     slots[P26] = toff[P26] + ((hash_index(combine(6, p26), bits[P26] - 4) << 4) | j)
     slots[N3] = toff[N3] + ((hash_index(combine(combine(7, n3), nib), bits[N3] - 4) << 4) | sub)
     slots[E3] = toff[E3] + ((hash_index(combine(combine(8, e3), nib), bits[E3] - 4) << 4) | sub)
+    pb = 2 if pv < 0 else (pv >> j) & 1  # the co-located child in the reference frame: 0, 1, or none
+    slots[PRV] = toff[PRV] + ((hash_index(combine(combine(combine(10, pv), nib), pb), bits[PRV] - 4) << 4) | sub)
+    if pv < 0:
+        slots[CNT] = toff[CNT] + hash_index(combine(9, fcnt + 64 * o18), bits[CNT])
+    else:  # inter: the reference's voxels around the child (26 neighbours, the 6 faces count 9)
+        pc = np.int64(0)
+        for i in range(26):
+            pc += pw[c + OFF26[i]]
+        for i in range(6):
+            pc += 8 * pw[c + OFF_FACE[i]]
+        slots[CNT] = toff[CNT] + hash_index(combine(combine(combine(11, face), pc * 3 + pb), j), bits[CNT])
     sel[0] = face
-    sel[1] = pat * 8 + j
+    sel[1] = (pat * 8 + j) * 3 + pb
     sel[2] = sym[531441 + face]
-    sel[3] = hash_index(canon, 12)
+    sel[3] = hash_index(canon * 3 + pb, 12)
 
 
 @njit(cache=True, inline="always")
