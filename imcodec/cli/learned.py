@@ -1,0 +1,235 @@
+"""Commands of the learned tools: upsample, restore and the ``train`` sub-commands."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from imcodec.cli._app import JsonOpt, _info, _print_json, _print_table, _progress_bar, app
+
+# ------------------------------------------------------------------------------------- upsampling
+
+class EngineOpt(str, Enum):
+    torch = "torch"
+    minkowski = "minkowski"
+
+
+@app.command()
+def upsample(
+    src: Annotated[Path, typer.Argument(help="Input voxelised PLY (integer coordinates).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY.")],
+    factor: Annotated[int, typer.Option("--factor", help="Upsampling factor: 2, 4 or 8.")] = 4,
+    engine: Annotated[EngineOpt, typer.Option("--engine", help="Sparse-convolution engine.")] = EngineOpt.torch,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file (default: the shipped ones).")] = None,
+    chunk: Annotated[int, typer.Option("--chunk", help="Chunk edge in voxels (multiple of 8).")] = 256,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
+    views: Annotated[int, typer.Option("--views", help="Average over 1-4 rotated copies (slower, slightly better).")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Upsample a voxelised cloud with the PU-Dense-style network (factor x points)."""
+    from imcodec import api
+
+    bar, update = _progress_bar("upsampling chunks")
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.upsample(src, output, factor=factor, engine=engine.value, device=device, weights=weights,
+                              chunk=chunk, threads=threads, views=views, progress=update)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table(f"upsample x{factor}", list(result.items()))
+
+
+train_app = typer.Typer(help="Train the learned tools.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("upsample")
+def train_upsample(
+    data: Annotated[Optional[list[str]], typer.Option("--data", help="Training clouds: PLY, directory, glob or %04d pattern (repeatable).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("upsample.pt"),
+    factor: Annotated[int, typer.Option("--factor", help="Upsampling factor: 2, 4 or 8.")] = 4,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs.")] = 8,
+    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 4,
+    crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 2e-3,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add the synthetic shapes of imcodec synth.")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the upsampling network on crops of real and synthetic clouds; write a weights file."""
+    import shlex
+
+    from imcodec import api
+
+    bar, update = _progress_bar(f"training x{factor}")
+
+    def on_step(ev: dict) -> None:
+        if "epoch_done" in ev:
+            h = ev["epoch_done"]
+            _info(f"epoch {h['epoch']}: train loss {h['train_loss']:.4f}, val loss {h['val_loss']:.4f}, "
+                  f"top-k precision {h['val_precision']:.3f}, {h['seconds']:.0f} s")
+        elif update is not None:
+            update(ev["step"], ev["total"], f"epoch {ev['epoch']} loss {ev['loss']:.4f}")
+
+    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.train_upsample(data or [], output, factor=factor, epochs=epochs, steps_per_epoch=steps,
+                                    batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
+                                    synth_shapes=() if no_synth else ("sphere", "torus", "box", "body"),
+                                    checkpoint_dir=checkpoint_dir, resume=resume, threads=threads,
+                                    command=command, on_step=on_step)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table(f"train upsample x{factor}", list(result.items()))
+
+
+def _run_enhance_training(title: str, call) -> dict:
+    """Run a V-PCC enhancement training call with a progress bar for pair making and for steps."""
+    bar, update = _progress_bar(title)
+
+    def on_pairs(done: int, total: int, note: str) -> None:
+        if update is not None:
+            update(done, total, f"coding {note}")
+
+    def on_step(ev: dict) -> None:
+        if "epoch_done" in ev:
+            h = ev["epoch_done"]
+            vals = ", ".join(f"{k} {v:.4f}" for k, v in h.items() if k.startswith("val_"))
+            _info(f"epoch {h['epoch']}: train loss {h['train_loss']:.4f}, {vals}, {h['seconds']:.0f} s")
+        elif "tune" in ev:
+            if update is not None:
+                update(*ev["tune"])
+        elif update is not None:
+            update(ev["step"], ev["total"], f"epoch {ev['epoch']} loss {ev['loss']:.4f}")
+
+    try:
+        if bar is not None:
+            bar.start()
+        return call(on_pairs, on_step)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+EnhanceData = Annotated[Optional[list[str]], typer.Option("--data", help="Training frames: PLY, directory, glob or %04d pattern (repeatable); never the held-out frames.")]
+EnhanceCache = Annotated[Optional[Path], typer.Option("--cache-dir", help="Keep the coded training pairs here (made once).")]
+
+
+@train_app.command("denoise-depth")
+def train_denoise_depth(
+    data: EnhanceData = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("denoise_depth.pt"),
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs (first half near network, second half far).")] = 8,
+    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 500,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 8,
+    crop: Annotated[int, typer.Option("--crop", help="Crop edge in pixels.")] = 96,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 1e-2,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
+    cache_dir: EnhanceCache = None,
+    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the V-PCC depth denoiser (near, then far network) on frames coded at r1..r5."""
+    import shlex
+
+    from imcodec import api
+
+    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = _run_enhance_training("training depth denoiser", lambda on_pairs, on_step: api.train_denoise_depth(
+        data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
+        seed=seed, synth_shapes=() if no_synth else ("body", "torus"), cache_dir=cache_dir,
+        checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
+        on_pairs=on_pairs, on_step=on_step))
+    if json_out:
+        _print_json(result)
+        return
+    _print_table("train denoise-depth", list(result.items()))
+
+
+@train_app.command("restore")
+def train_restore(
+    data: EnhanceData = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("restore.pt"),
+    rate: Annotated[Optional[list[str]], typer.Option("--rate", help="Rates to train on (repeatable; default r1..r5; one rate makes a per-rate model).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs.")] = 5,
+    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 120,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 3,
+    crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 2e-3,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
+    cache_dir: EnhanceCache = None,
+    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the sparse-conv artifact-removal network on frames V-PCC coded at r1..r5."""
+    import shlex
+
+    from imcodec import api
+
+    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    rates = tuple(rate) if rate else ("r1", "r2", "r3", "r4", "r5")
+    result = _run_enhance_training("training restore", lambda on_pairs, on_step: api.train_restore(
+        data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
+        seed=seed, synth_shapes=() if no_synth else ("body", "torus"), rates=rates, cache_dir=cache_dir,
+        checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
+        on_pairs=on_pairs, on_step=on_step))
+    if json_out:
+        _print_json(result)
+        return
+    _print_table("train restore", list(result.items()))
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="Decoded voxelised PLY (e.g. V-PCC output).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY.")],
+    rate: Annotated[Optional[str], typer.Option("--rate", help="Rate the cloud was coded at (r1..r5); default: a model for all rates.")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file (default: the shipped ones).")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
+    json_out: JsonOpt = False,
+) -> None:
+    """Learned geometry artifact removal on a decoded cloud (sparse-conv voxel classification)."""
+    from imcodec import api
+
+    bar, update = _progress_bar("restoring chunks")
+    try:
+        if bar is not None:
+            bar.start()
+        result = api.restore(src, output, rate=rate, weights=weights, threads=threads, progress=update)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json_out:
+        _print_json(result)
+        return
+    _print_table("restore", list(result.items()))
+
+
+# ------------------------------------------------------------------------------- batch evaluation
