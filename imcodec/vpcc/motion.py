@@ -86,32 +86,58 @@ def correspond(cur: DecodedFrame, prev: DecodedFrame, workers: int = 1) -> tuple
     return idx, dist
 
 
-def nearest_points(cur: DecodedFrame, prev: DecodedFrame, workers: int = 1) -> np.ndarray:
-    """(K+R,) int64: the nearest decoded point of ``prev`` (any plane) for every point of ``cur``.
+PRED_NEIGHBOURS = 8  # decoded points of frame t-1 averaged into one predicted colour
+
+
+def nearest_points(cur: DecodedFrame, prev: DecodedFrame, workers: int = 1,
+                   k: int = PRED_NEIGHBOURS) -> np.ndarray:
+    """(K+R, k) int64: the ``k`` nearest decoded points of ``prev`` (any plane, nearest first) for
+    every point of ``cur`` (k = min(k, points of prev)).
 
     The colour prediction uses these rather than the same-plane matches of :func:`correspond`: on
-    basketball 1-2 at r3 they cost 12% fewer bits for frame 2's colour video.
+    basketball 1-2 at r3 the single nearest point cost 12% fewer bits for frame 2's colour video, and
+    averaging 8 of them (:func:`predict_colors`) another 5-8% at slightly higher Y PSNR.
     """
     from scipy.spatial import cKDTree
 
+    k = max(1, min(int(k), len(prev.points)))
     if len(cur.points) == 0 or len(prev.points) == 0:
-        return np.zeros(len(cur.points), dtype=np.int64)
-    return cKDTree(prev.points).query(cur.points, k=1, workers=workers)[1].astype(np.int64)
+        return np.zeros((len(cur.points), k), dtype=np.int64)
+    j = cKDTree(prev.points).query(cur.points, k=k, workers=workers)[1]
+    return np.asarray(j, dtype=np.int64).reshape(len(cur.points), k)
 
 
-def predict_atlas(meta, cur: DecodedFrame, prev: DecodedFrame, idx: np.ndarray, n_tex: int,
+def predict_colors(cur_points: np.ndarray, prev_points: np.ndarray, prev_colors: np.ndarray,
+                   match: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 integer-valued predicted colours: for each current point, the mean of its matched
+    previous points' colours (``match`` (N, k) from :func:`nearest_points`) weighted by
+    2**20 // (4 d**2 + 1), d the distance; matches with d**2 > 2 d0**2 + 2 (d0: the nearest) get no
+    weight. Integer arithmetic throughout (squared distances of voxel positions are integers), so
+    encoder and decoder predict bit-exactly on any machine."""
+    if len(match) == 0:
+        return np.zeros((0, 3), dtype=np.float64)
+    diff = prev_points[match].astype(np.int64) - cur_points.astype(np.int64)[:, None, :]
+    dd = (diff * diff).sum(axis=2)  # (N, k) int64
+    w = (np.int64(1) << 20) // (4 * dd + 1)
+    w[dd > 2 * dd[:, :1] + 2] = 0
+    total = w.sum(axis=1)
+    col = (prev_colors[match].astype(np.int64) * w[:, :, None]).sum(axis=1)
+    return ((2 * col + total[:, None]) // (2 * total[:, None])).astype(np.float64)
+
+
+def predict_atlas(meta, cur: DecodedFrame, prev: DecodedFrame, match: np.ndarray, n_tex: int,
                   height: int) -> tuple[np.ndarray, ...]:
     """Motion-compensated prediction of frame t's near-layer colour image T0 from frame t-1.
 
-    meta: frame t's :class:`~imcodec.vpcc.metadata.FrameMeta`; idx: (K+R,) int64 index of each
-    point's match in prev.points (:func:`nearest_points`); height: the attribute video height.
+    meta: frame t's :class:`~imcodec.vpcc.metadata.FrameMeta`; match: (K+R, k) int64 indices of each
+    point's nearest points in prev.points (:func:`nearest_points`); height: the attribute video height.
     Returns the predicted T0 (the reference of frame t's T0/T1) as a tuple of YUV 4:2:0 uint8 planes.
     """
     from imcodec.vpcc.encoder import atlas_frames
 
     if prev.colors is None:
         raise ValueError("colour prediction needs the previous frame's colours")
-    col = prev.colors[idx].astype(np.float64)
+    col = predict_colors(cur.points, prev.points, prev.colors, match)
     frames, _ = atlas_frames(meta, col, cur.ys, cur.xs, cur.slot, len(cur.points) - len(cur.ys), n_tex,
                              height=height, first_only=True)
     return frames[0]
