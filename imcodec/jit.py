@@ -83,6 +83,12 @@ class Kernel:
         fn = self.aot_variant(args)
         if fn is not None:
             return fn(*args)
+        if self.group is not None and any(isinstance(a, np.ndarray) and not a.flags.writeable for a in args):
+            # the libraries hold writable-array variants only (see jit_build): run one on copies
+            copies = tuple(a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a for a in args)
+            fn = self.aot_variant(copies)
+            if fn is not None:
+                return fn(*copies)
         return self.dispatcher()(*args)
 
     def aot_variant(self, args: tuple) -> Callable | None:

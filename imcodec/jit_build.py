@@ -85,6 +85,15 @@ def _workload(tmp: str) -> list[str]:
     return steps
 
 
+def _writable(t):
+    """The writable form of a read-only Numba array type (other types unchanged)."""
+    from numba.core import types
+
+    if isinstance(t, types.Array) and not t.mutable:
+        return t.copy(readonly=False)
+    return t
+
+
 def _type_key(t) -> str | None:
     from numba.core import types
     from numba.np.numpy_support import as_dtype
@@ -152,12 +161,18 @@ def _build_group(jit, group: str, CC, ll, out_dir: str | None) -> tuple[str | No
             if kernel.group != group:
                 continue
             disp = kernel.dispatcher()
+            done = set()
             for sig in list(disp.signatures):
-                keys = [_type_key(t) for t in sig]
-                if any(k is None for k in keys):
+                # read-only arrays get the writable variant: pycc miscompiled read-only variants of
+                # kernels with inlined callees (dec_uint read 0 from a read-only buffer); the proxy
+                # copies read-only arguments (bitstream buffers, small) before calling it
+                args = tuple(_writable(t) for t in sig)
+                keys = [_type_key(t) for t in args]
+                if any(k is None for k in keys) or tuple(keys) in done:
                     continue
+                done.add(tuple(keys))
                 export = f"k{len(exports)}"
-                cc.export(export, disp.overloads[sig].signature)(kernel.py_func)
+                cc.export(export, disp.overloads[sig].signature.return_type(*args))(kernel.py_func)
                 exports[export] = [kernel.key, keys]
         if not exports:
             return None, 0, 0

@@ -1,0 +1,207 @@
+"""The learned tools: upsampling, V-PCC depth denoising and artifact removal, their training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imcodec.api._base import PathLike
+from imcodec.errors import UsageError
+from imcodec.io.ply import read_ply, write_ply
+from imcodec.types import PointCloud
+
+
+# ------------------------------------------------------------------------------------ upsampling
+
+def upsample(src: PathLike, dst: PathLike, factor: int = 4, engine: str = "torch", device: str = "cpu",
+             weights: PathLike | None = None, chunk: int = 256, margin: int = 16, threads: int | None = None,
+             views: int = 1, progress=None) -> dict[str, Any]:
+    """Upsample a voxelised cloud ``factor`` times with the PU-Dense-style network; write ``dst``.
+
+    The output holds the factor x N most probable voxels (fewer only when there are fewer candidates);
+    colours, if any, are copied from the nearest input point. ``progress(done, total)`` is called
+    after each spatial chunk. ``views`` > 1 averages over rotated copies (test-time augmentation).
+    """
+    import time
+
+    import torch
+
+    from imcodec.learned.sparse import get_backend, resolve_device
+    from imcodec.learned.upsample import nearest_colors, upsample_points
+    from imcodec.learned.zoo import load_upsampler
+
+    if factor not in (2, 4, 8):
+        raise UsageError(f"--factor must be 2, 4 or 8, got {factor}")
+    if not 1 <= views <= 4:
+        raise UsageError(f"--views must be 1..4, got {views}")
+    if chunk < 32 or chunk % 8:
+        raise UsageError(f"--chunk must be a multiple of 8 and at least 32, got {chunk}")
+    dev = resolve_device(device)
+    get_backend(engine)  # UsageError with install hint when unavailable
+    if threads:
+        torch.set_num_threads(threads)
+    cloud = read_ply(src)
+    model, info = load_upsampler(factor, weights, dev)
+    t0 = time.perf_counter()
+    pts = upsample_points(model, cloud.points, factor, chunk=chunk, margin=margin, backend=engine,
+                          device=dev, progress=progress, views=views)
+    seconds = time.perf_counter() - t0
+    colors = None
+    if cloud.colors is not None:
+        colors = nearest_colors(cloud.points, cloud.colors, pts.astype(np.float64))
+    write_ply(PointCloud(points=pts.astype(np.float64), colors=colors, point_dtype=cloud.point_dtype), dst)
+    return {"input": str(src), "output": str(dst), "factor": factor, "input_points": len(cloud),
+            "output_points": int(len(pts)), "engine": engine, "device": str(dev),
+            "views": views, "weights": info["weights"], "seconds": round(seconds, 3)}
+
+
+def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: int = 8,
+                   steps_per_epoch: int = 200, batch_size: int = 4, crop: int = 64, lr: float = 2e-3,
+                   seed: int = 0, device: str = "cpu", synth_shapes: tuple[str, ...] = ("sphere", "torus", "box", "body"),
+                   checkpoint_dir: PathLike | None = None, resume: bool = False, threads: int | None = None,
+                   command: str | None = None, on_step=None) -> dict[str, Any]:
+    """Train the upsampling network and write a weights file (see imcodec.learned.train)."""
+    import torch
+
+    from imcodec.learned.train import TrainConfig, train_upsampler
+    from imcodec.learned.zoo import save_weights
+
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    cfg = TrainConfig(factor=factor, data=tuple(str(d) for d in data), synth=tuple(synth_shapes),
+                      epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
+                      lr=lr, seed=seed)
+    model, summary = train_upsampler(cfg, device=device, checkpoint_dir=checkpoint_dir, resume=resume,
+                                     on_step=on_step, threads=threads)
+    meta = {"command": command, "data": summary["pool"], "train_config": summary["train_config"],
+            "history": summary["history"], "seconds": summary["seconds"],
+            "parameters": summary["parameters"], "torch": str(torch.__version__)}
+    save_weights(out, model, meta)
+    last = summary["history"][-1] if summary["history"] else {}
+    return {"weights": str(out), "factor": factor, "epochs": epochs, "steps": epochs * steps_per_epoch,
+            "parameters": summary["parameters"], "seconds": summary["seconds"], **last}
+
+
+# -------------------------------------------------------------------------- V-PCC enhancement
+
+def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, steps_per_epoch: int = 500,
+                        batch_size: int = 8, crop: int = 96, lr: float = 1e-2, seed: int = 0,
+                        synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
+                        cache_dir: PathLike | None = None, checkpoint_dir: PathLike | None = None,
+                        resume: bool = False, threads: int | None = 1, command: str | None = None,
+                        on_pairs=None, on_step=None) -> dict[str, Any]:
+    """Train the dual-path depth denoiser on frames V-PCC coded at ``rates``; write a weights file
+    (see imcodec.learned.train_denoise). Pairs are cached in ``cache_dir`` when given."""
+    import torch
+
+    from imcodec.io.files import write_bytes_atomic
+    from imcodec.learned.depth_denoise import weights_bytes
+    from imcodec.learned.enhance_data import load_pairs, training_clouds
+    from imcodec.learned.train_denoise import DenoiseTrainConfig, train_denoiser
+
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    _check_rates(rates)
+    clouds = training_clouds(list(data), tuple(synth_shapes), seed)
+    pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
+    cfg = DenoiseTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
+                             lr=lr, seed=seed)
+    model, summary = train_denoiser(cfg, pairs, checkpoint_dir, resume, on_step, threads)
+    meta = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
+            "train_config": summary["train_config"], "history": summary["history"],
+            "seconds": summary["seconds"], "parameters": summary["parameters"], "torch": str(torch.__version__)}
+    write_bytes_atomic(out, weights_bytes(model, meta))
+    last = summary["history"][-1] if summary["history"] else {}
+    return {"weights": str(out), "pairs": len(pairs), "parameters": summary["parameters"],
+            "seconds": summary["seconds"], **{k: v for k, v in last.items() if k.startswith("val_")}}
+
+
+def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_epoch: int = 150,
+                  batch_size: int = 4, crop: int = 64, lr: float = 2e-3, seed: int = 0,
+                  synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
+                  cache_dir: PathLike | None = None, checkpoint_dir: PathLike | None = None,
+                  resume: bool = False, threads: int | None = 1, command: str | None = None,
+                  on_pairs=None, on_step=None) -> dict[str, Any]:
+    """Train the artifact-removal network on frames V-PCC coded at ``rates`` (one rate: a model for
+    that rate, several: rate "all"); write a weights file (see imcodec.learned.train_restore)."""
+    import torch
+
+    from imcodec.io.files import write_bytes_atomic
+    from imcodec.learned.enhance_data import load_pairs, training_clouds
+    from imcodec.learned.restore import weights_bytes
+    from imcodec.learned.train_restore import RestoreTrainConfig, train_restorer
+
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    _check_rates(rates)
+    clouds = training_clouds(list(data), tuple(synth_shapes), seed)
+    pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
+    cfg = RestoreTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
+                             lr=lr, seed=seed)
+    model, summary = train_restorer(cfg, pairs, checkpoint_dir, resume, on_step, threads)
+    meta = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
+            "train_config": summary["train_config"], "history": summary["history"],
+            "seconds": summary["seconds"], "parameters": summary["parameters"], "torch": str(torch.__version__),
+            "count_ratio": summary["count_ratio"], "tuning": summary["tuning"]}
+    rate = rates[0] if len(rates) == 1 else "all"
+    write_bytes_atomic(out, weights_bytes(model, rate, summary["keep_ratio"], meta))
+    last = summary["history"][-1] if summary["history"] else {}
+    return {"weights": str(out), "rate": rate, "pairs": len(pairs), "parameters": summary["parameters"],
+            "seconds": summary["seconds"], "keep_ratio": summary["keep_ratio"].get(rate),
+            **{k: v for k, v in last.items() if k.startswith("val_")}}
+
+
+def restore(src: PathLike, dst: PathLike, rate: str | None = None, weights: PathLike | None = None,
+            threads: int | None = 2, progress=None) -> dict[str, Any]:
+    """Learned artifact removal on a decoded (voxelised) cloud; writes ``dst``
+    (see imcodec.learned.restore). ``rate`` picks the keep ratio (and a per-rate model if shipped)."""
+    import time
+
+    from imcodec.learned.restore import load_restorer, restore_cloud
+
+    model, info = load_restorer(rate, weights)
+    cloud = read_ply(src)
+    t0 = time.perf_counter()
+    out = restore_cloud(model, info, cloud, rate, threads=threads, progress=progress)
+    seconds = time.perf_counter() - t0
+    write_ply(out, dst)
+    return {"input": str(src), "output": str(dst), "input_points": len(cloud), "output_points": len(out),
+            "rate": rate or "any", "keep_ratio": round(info["keep_ratio"], 5), "weights": info["weights"],
+            "seconds": round(seconds, 3)}
+
+
+def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restore: bool, restore_weights,
+               restore_rate):
+    """Set up the decoder-side learned tools of :func:`decode`: puts the depth denoiser into the codec
+    state (V-PCC only, UsageError otherwise); returns the per-frame restore step or None."""
+    from imcodec.codecs import codec_name_for_id
+
+    if weights is not None and not denoise_depth:
+        raise UsageError("--weights selects the depth denoiser's weights; it needs --denoise-depth")
+    if (restore_weights is not None or restore_rate is not None) and not restore:
+        raise UsageError("--restore-weights / --restore-rate need --restore")
+    if denoise_depth:
+        name = codec_name_for_id(header.codec_id)
+        if not name.startswith("vpcc"):
+            raise UsageError(f"--denoise-depth filters V-PCC depth video; {stream} was coded with the "
+                             f"{name!r} codec")
+        from imcodec.learned.depth_denoise import DepthDenoiser
+
+        state["depth_denoiser"] = DepthDenoiser(weights)
+    if not restore:
+        return None
+    from imcodec.learned.restore import load_restorer, restore_cloud
+
+    model, info = load_restorer(restore_rate, restore_weights)
+    return lambda cloud: restore_cloud(model, info, cloud, restore_rate)
+
+
+def _check_rates(rates) -> None:
+    bad = [r for r in rates if r not in ("r1", "r2", "r3", "r4", "r5")]
+    if bad or not rates:
+        raise UsageError(f"rates must be among r1..r5, got {', '.join(map(str, rates)) or 'none'}")
