@@ -25,7 +25,9 @@ from the config when it has them; with no declared bit depth the header holds th
 ``state`` is a per-stream dict the codec may use to carry decoded data between frames (inter coding);
 the decoder is given the same frames in the same order as the encoder, so both sides can mirror it.
 When frames are decoded out of order (``--frames 10:20``), ``state`` starts empty at the first
-requested frame; a codec that needs earlier frames says so with ``FrameCode.needs_previous``.
+requested frame; a codec that needs earlier frames says so with ``FrameCode.needs_previous``. A codec
+may set ``reference_components`` (a set of component names): frames decoded only as references for
+later ones are then given just those components (the octree codec: its geometry, not its colour).
 """
 
 from __future__ import annotations

@@ -224,9 +224,14 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
     post = _enhancers(stream, header, state, denoise_depth, weights, restore, restore_weights, restore_rate)
     written, points, seconds = [], 0, 0.0
     keep = set(wanted)
+    # frames decoded only as references for later ones need just what the codec's prediction reads
+    ref_parts = getattr(codec_obj, "reference_components", None)
     for i in range(first, wanted[-1] + 1):
         t0 = time.perf_counter()
-        cloud = codec_obj.decode_frame(read_frame(data, entries[i]), header, state)
+        components = read_frame(data, entries[i])
+        if i not in keep and ref_parts is not None:
+            components = {k: v for k, v in components.items() if k in ref_parts}
+        cloud = codec_obj.decode_frame(components, header, state)
         seconds += time.perf_counter() - t0
         if i not in keep:
             continue

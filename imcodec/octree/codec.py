@@ -74,6 +74,7 @@ class OctreeCodec:
     """Octree geometry (intra, or inter within a group of frames) + RAHT colour."""
 
     config_type = OctreeConfig
+    reference_components = frozenset({"geometry"})  # what a later frame's decoding needs of this one
 
     @classmethod
     def make_config(cls, options: dict[str, Any]) -> OctreeConfig:
