@@ -143,3 +143,23 @@ def _progress_bar(description: str):
         bar.update(task, completed=done, total=total, note=note)
 
     return bar, update
+
+
+def _with_progress(description: str, call):
+    """``call(update)`` with a progress bar on stderr (update is None under --quiet)."""
+    bar, update = _progress_bar(description)
+    try:
+        if bar is not None:
+            bar.start()
+        return call(update)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _emit(result: dict, title: str, json_out: bool) -> None:
+    """Print a command's result: one JSON object with --json, else a two-column table."""
+    if json_out:
+        _print_json(result)
+        return
+    _print_table(title, list(result.items()))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from imcodec.cli._app import BdMethodOpt, JsonOpt, _error_line, _info, _print_json, _print_table, _progress_bar, app
+from imcodec.cli._app import BdMethodOpt, JsonOpt, _error_line, _info, _print_json, _print_table, _with_progress, app
 
 bench_app = typer.Typer(help="Batch evaluation: dataset runs, BD-rate reports and plots, a regression gate.",
                         no_args_is_help=True)
@@ -25,14 +25,8 @@ def bench_run(
     """Encode, decode and measure every frame x codec x rate point; rows already in the CSV are skipped."""
     from imcodec import api
 
-    bar, update = _progress_bar("bench tasks")
-    try:
-        if bar is not None:
-            bar.start()
-        result = api.bench_run(config, out=out, workers=workers, scheduler=scheduler, progress=update)
-    finally:
-        if bar is not None:
-            bar.stop()
+    result = _with_progress("bench tasks", lambda update:
+        api.bench_run(config, out=out, workers=workers, scheduler=scheduler, progress=update))
     if json_out:
         _print_json(result)
     else:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from imcodec.cli._app import FramesCount, FramesStart, JsonOpt, _print_json, _print_table, _progress_bar, app
+from imcodec.cli._app import FramesCount, FramesStart, JsonOpt, _print_json, _print_table, _with_progress, app
 
 # ---------------------------------------------------------------------------------- encode/decode
 
@@ -53,14 +53,8 @@ def encode(
                "rate": rate.value if rate is not None else None, "geometry_qp": geometry_qp,
                "attribute_qp": attribute_qp, "keep_intermediate": keep_intermediate, "gof": gof,
                "motion_hints": motion_hints.value if motion_hints is not None else None}
-    bar, update = _progress_bar("encoding frames")
-    try:
-        if bar is not None:
-            bar.start()
-        result = api.encode(src, output, codec=codec, options=options, start=start, count=count, progress=update)
-    finally:
-        if bar is not None:
-            bar.stop()
+    result = _with_progress("encoding frames", lambda update:
+        api.encode(src, output, codec=codec, options=options, start=start, count=count, progress=update))
     if json_out:
         _print_json(result)
         return
@@ -84,16 +78,9 @@ def decode(
     """Decode an .imc stream to PLY (a directory of PLYs for several frames)."""
     from imcodec import api
 
-    bar, update = _progress_bar("decoding frames")
-    try:
-        if bar is not None:
-            bar.start()
-        result = api.decode(stream, output, frames=frames, progress=update, denoise_depth=denoise_depth,
-                            weights=weights, restore=restore, restore_weights=restore_weights,
-                            restore_rate=restore_rate)
-    finally:
-        if bar is not None:
-            bar.stop()
+    result = _with_progress("decoding frames", lambda update:
+        api.decode(stream, output, frames=frames, progress=update, denoise_depth=denoise_depth,
+                   weights=weights, restore=restore, restore_weights=restore_weights, restore_rate=restore_rate))
     if json_out:
         _print_json(result)
         return
@@ -115,14 +102,8 @@ def motion(
     from imcodec import api
 
     options = {"rate": rate.value if rate is not None else None, "gof": gof}
-    bar, update = _progress_bar("coding frames")
-    try:
-        if bar is not None:
-            bar.start()
-        result = api.motion(src, out, options=options, block=block, start=start, count=count, progress=update)
-    finally:
-        if bar is not None:
-            bar.stop()
+    result = _with_progress("coding frames", lambda update:
+        api.motion(src, out, options=options, block=block, start=start, count=count, progress=update))
     if json_out:
         _print_json(result)
         return

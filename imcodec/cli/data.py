@@ -16,6 +16,7 @@ from imcodec.cli._app import (
     MotionOpt,
     PlyFormatOpt,
     ShapeOpt,
+    _emit,
     _info,
     _print_json,
     _print_table,
@@ -106,10 +107,7 @@ def bdrate(
     from imcodec import api
 
     result = api.bdrate(anchor, test, metric=metric, rate=rate, method=method.value)
-    if json_out:
-        _print_json(result)
-        return
-    _print_table(f"BD {metric} vs {rate} ({method.value})", list(result.items()))
+    _emit(result, f"BD {metric} vs {rate} ({method.value})", json_out)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from imcodec.cli._app import JsonOpt, _info, _print_json, _print_table, _progress_bar, app
+from imcodec.cli._app import JsonOpt, _emit, _info, _progress_bar, _with_progress, app
 
 # ------------------------------------------------------------------------------------- upsampling
 
@@ -34,19 +34,10 @@ def upsample(
     """Upsample a voxelised cloud with the PU-Dense-style network (factor x points)."""
     from imcodec import api
 
-    bar, update = _progress_bar("upsampling chunks")
-    try:
-        if bar is not None:
-            bar.start()
-        result = api.upsample(src, output, factor=factor, engine=engine.value, device=device, weights=weights,
-                              chunk=chunk, threads=threads, views=views, progress=update)
-    finally:
-        if bar is not None:
-            bar.stop()
-    if json_out:
-        _print_json(result)
-        return
-    _print_table(f"upsample x{factor}", list(result.items()))
+    result = _with_progress("upsampling chunks", lambda update:
+        api.upsample(src, output, factor=factor, engine=engine.value, device=device, weights=weights,
+                     chunk=chunk, threads=threads, views=views, progress=update))
+    _emit(result, f"upsample x{factor}", json_out)
 
 
 train_app = typer.Typer(help="Train the learned tools.", no_args_is_help=True)
@@ -98,10 +89,7 @@ def train_upsample(
     finally:
         if bar is not None:
             bar.stop()
-    if json_out:
-        _print_json(result)
-        return
-    _print_table(f"train upsample x{factor}", list(result.items()))
+    _emit(result, f"train upsample x{factor}", json_out)
 
 
 def _run_enhance_training(title: str, call) -> dict:
@@ -164,10 +152,7 @@ def train_denoise_depth(
         seed=seed, synth_shapes=() if no_synth else ("body", "torus"), cache_dir=cache_dir,
         checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
         on_pairs=on_pairs, on_step=on_step))
-    if json_out:
-        _print_json(result)
-        return
-    _print_table("train denoise-depth", list(result.items()))
+    _emit(result, "train denoise-depth", json_out)
 
 
 @train_app.command("restore")
@@ -200,10 +185,7 @@ def train_restore(
         seed=seed, synth_shapes=() if no_synth else ("body", "torus"), rates=rates, cache_dir=cache_dir,
         checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
         on_pairs=on_pairs, on_step=on_step))
-    if json_out:
-        _print_json(result)
-        return
-    _print_table("train restore", list(result.items()))
+    _emit(result, "train restore", json_out)
 
 
 @app.command()
@@ -218,18 +200,9 @@ def restore(
     """Learned geometry artifact removal on a decoded cloud (sparse-conv voxel classification)."""
     from imcodec import api
 
-    bar, update = _progress_bar("restoring chunks")
-    try:
-        if bar is not None:
-            bar.start()
-        result = api.restore(src, output, rate=rate, weights=weights, threads=threads, progress=update)
-    finally:
-        if bar is not None:
-            bar.stop()
-    if json_out:
-        _print_json(result)
-        return
-    _print_table("restore", list(result.items()))
+    result = _with_progress("restoring chunks", lambda update:
+        api.restore(src, output, rate=rate, weights=weights, threads=threads, progress=update))
+    _emit(result, "restore", json_out)
 
 
 # ------------------------------------------------------------------------------- batch evaluation
