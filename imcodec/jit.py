@@ -114,7 +114,9 @@ class Kernel:
         return self._dispatcher
 
     def __getattr__(self, name: str):  # signatures, overloads, ... of the dispatcher
-        if name.startswith("__") or name in ("_dispatcher", "py_func", "options", "key", "group"):
+        # private names and tools' probes (pytest looks for ``pytestmark`` on every module global)
+        # must not import Numba and switch the whole process to the JIT
+        if name.startswith("_") or name.startswith("pytest") or name in ("py_func", "options", "key", "group"):
             raise AttributeError(name)
         return getattr(self.dispatcher(), name)
 

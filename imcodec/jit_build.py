@@ -72,6 +72,9 @@ def _workload(tmp: str) -> list[str]:
     write_ply(PointCloud(np.concatenate([cloud.points, far])), os.path.join(tmp, "sparse.ply"))
     api.metrics(os.path.join(tmp, "sparse.ply"), b, bits=9)
     api.metrics(b, os.path.join(tmp, "sparse.ply"), bits=9)
+    c16 = (cloud.colors.astype(np.uint16) * 257)[:, :3]  # 16-bit colour PLYs
+    write_ply(PointCloud(cloud.points, c16), os.path.join(tmp, "c16.ply"))
+    api.metrics(os.path.join(tmp, "c16.ply"), os.path.join(tmp, "c16.ply"), bits=9, color=True)
     steps.append("metrics")
 
     try:
@@ -79,6 +82,9 @@ def _workload(tmp: str) -> list[str]:
             out = os.path.join(tmp, "vpcc.imc")
             api.encode(a, out, codec="vpcc", options=opts)
             api.decode(out, os.path.join(tmp, "vpcc_dec.ply"))
+        out = os.path.join(tmp, "vpcc_seq.imc")  # a group of frames: consistent packing, motion hints
+        api.encode(seq, out, codec="vpcc", options={"rate": "r3", "gof": 2})
+        api.decode(out, os.path.join(tmp, "vpcc_seq_dec") + "/")
         steps.append("vpcc")
     except Exception as exc:  # no ffmpeg: the V-PCC kernels stay on Numba
         steps.append(f"vpcc skipped ({exc})")

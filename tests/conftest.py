@@ -13,6 +13,17 @@ from imcodec.types import PointCloud
 os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 
 
+# modules that switch every kernel to the Numba JIT for the rest of the process: their own Numba kernels,
+# or kernels outside the AOT build's workload (test_raht's transform helpers)
+_JIT_SWITCHING = {"test_raht.py": 1, "test_jit.py": 2, "test_entropy.py": 2}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the modules that switch to the Numba JIT last, so that the tests before them exercise the
+    ahead-of-time library where ``make setup`` built one (the codecs as users run them)."""
+    items.sort(key=lambda item: _JIT_SWITCHING.get(item.fspath.basename, 0))
+
+
 def make_surface(n: int = 500, bits: int = 8, seed: int = 0, color: bool = False) -> PointCloud:
     """Voxelised points on a sphere of the given grid: integer float64 coords, unique, seeded."""
     rng = np.random.default_rng(seed)

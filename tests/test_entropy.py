@@ -35,7 +35,12 @@ from imcodec.entropy.rangecoder import (
 from imcodec.errors import BitstreamError
 from imcodec.jit import use_jit
 
-use_jit()  # the test kernels below are numba.njit functions calling imcodec kernels
+
+@pytest.fixture(autouse=True, scope="module")
+def _numba():
+    """The test kernels below are numba.njit functions calling imcodec kernels: switch to Numba (for the
+    rest of the session, which is why conftest.py runs this module last)."""
+    use_jit()
 
 
 def _entropy_bytes(bits: np.ndarray, p16: np.ndarray) -> float:
