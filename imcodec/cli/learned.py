@@ -40,6 +40,20 @@ def upsample(
     _emit(result, f"upsample x{factor}", json_out)
 
 
+# options shared by the train commands
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+CheckpointDirOpt = Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")]
+TrainThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")]
+
+
+def _command_line() -> str:
+    """The command as typed, recorded in the weights file."""
+    import shlex
+
+    return "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 train_app = typer.Typer(help="Train the learned tools.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -54,17 +68,15 @@ def train_upsample(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 4,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 2e-3,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add the synthetic shapes of imcodec synth.")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
+    checkpoint_dir: CheckpointDirOpt = None,
+    resume: ResumeOpt = False,
+    threads: TrainThreadsOpt = 2,
     json_out: JsonOpt = False,
 ) -> None:
     """Train the upsampling network on crops of real and synthetic clouds; write a weights file."""
-    import shlex
-
     from imcodec import api
 
     bar, update = _progress_bar(f"training x{factor}")
@@ -77,7 +89,7 @@ def train_upsample(
         elif update is not None:
             update(ev["step"], ev["total"], f"epoch {ev['epoch']} loss {ev['loss']:.4f}")
 
-    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     try:
         if bar is not None:
             bar.start()
@@ -133,20 +145,18 @@ def train_denoise_depth(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 8,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in pixels.")] = 96,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 1e-2,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
     cache_dir: EnhanceCache = None,
-    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 1,
+    checkpoint_dir: CheckpointDirOpt = None,
+    resume: ResumeOpt = False,
+    threads: TrainThreadsOpt = 1,
     json_out: JsonOpt = False,
 ) -> None:
     """Train the V-PCC depth denoiser (near, then far network) on frames coded at r1..r5."""
-    import shlex
-
     from imcodec import api
 
-    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     result = _run_enhance_training("training depth denoiser", lambda on_pairs, on_step: api.train_denoise_depth(
         data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
         seed=seed, synth_shapes=() if no_synth else ("body", "torus"), cache_dir=cache_dir,
@@ -165,20 +175,18 @@ def train_restore(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 3,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 2e-3,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
     cache_dir: EnhanceCache = None,
-    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")] = False,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 1,
+    checkpoint_dir: CheckpointDirOpt = None,
+    resume: ResumeOpt = False,
+    threads: TrainThreadsOpt = 1,
     json_out: JsonOpt = False,
 ) -> None:
     """Train the sparse-conv artifact-removal network on frames V-PCC coded at r1..r5."""
-    import shlex
-
     from imcodec import api
 
-    command = "imcodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     rates = tuple(rate) if rate else ("r1", "r2", "r3", "r4", "r5")
     result = _run_enhance_training("training restore", lambda on_pairs, on_step: api.train_restore(
         data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,

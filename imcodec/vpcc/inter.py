@@ -350,7 +350,6 @@ def decode_gof_frame(components: dict[str, bytes], sp: StreamParams, state: dict
         raise BitstreamError("V-PCC GOF frame after the first carries the GOF's geometry video")
     if rec.index == 0:
         gof["geo_data"] = data if rec.geo_mode == MODE_GOF else b""
-    layers = sp.geometry_layers
     occ = owner = None
     geo: list = []
     if meta.count:

@@ -114,15 +114,21 @@ def predict_colors(cur_points: np.ndarray, prev_points: np.ndarray, prev_colors:
     2**20 // (4 d**2 + 1), d the distance; matches with d**2 > 2 d0**2 + 2 (d0: the nearest) get no
     weight. Integer arithmetic throughout (squared distances of voxel positions are integers), so
     encoder and decoder predict bit-exactly on any machine."""
+    out = np.zeros((len(match), 3), dtype=np.float64)
     if len(match) == 0:
-        return np.zeros((0, 3), dtype=np.float64)
-    diff = prev_points[match].astype(np.int64) - cur_points.astype(np.int64)[:, None, :]
-    dd = (diff * diff).sum(axis=2)  # (N, k) int64
+        return out
+    cur = cur_points.astype(np.int64)
+    dd = np.zeros(match.shape, dtype=np.int64)  # (N, k); one axis / channel at a time keeps memory at N x k
+    for a in range(3):
+        d = prev_points[match, a].astype(np.int64) - cur[:, a:a + 1]
+        dd += d * d
     w = (np.int64(1) << 20) // (4 * dd + 1)
     w[dd > 2 * dd[:, :1] + 2] = 0
     total = w.sum(axis=1)
-    col = (prev_colors[match].astype(np.int64) * w[:, :, None]).sum(axis=1)
-    return ((2 * col + total[:, None]) // (2 * total[:, None])).astype(np.float64)
+    for ch in range(3):
+        col = (prev_colors[match, ch].astype(np.int64) * w).sum(axis=1)
+        out[:, ch] = (2 * col + total) // (2 * total)
+    return out
 
 
 def predict_atlas(meta, cur: DecodedFrame, prev: DecodedFrame, match: np.ndarray, n_tex: int,
