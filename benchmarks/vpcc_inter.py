@@ -13,7 +13,9 @@ every frame decoded (the decoder's output must equal the encoder's reconstructio
 imcodec.metrics (pc_error conventions, peak 1023; the reference normals where ../shared/data has them,
 else estimated): bytes per sub-stream, total / geometry / attribute bits per input point, mean D1, D2
 and Y/Cb/Cr PSNR over the frames, encode and decode seconds (codec time, warm Numba cache). Then the
-issue #8 targets: total bits of ``gof`` vs ``intra`` at the same QPs (with the D1 / Y PSNR change),
+issue #8 targets: total bits of ``gof`` vs ``intra`` at the same QPs (with the D1 / Y PSNR change)
+and at equal quality (the ``gof`` curve's bits at each ``intra`` point's D1 / Y PSNR, log rate
+interpolated linearly in PSNR between its rate points),
 pchip BD-rates of ``gof_hints`` vs ``gof`` (Y over attribute bits, D1 over geometry bits) and the
 decode-time ratio.
 """
@@ -112,6 +114,18 @@ def _bd(rows_a: dict, rows_b: dict, rate: str, metric: str):
         return f"n/a ({exc})"
 
 
+def _bits_at_equal(rows: dict, point: dict, metric: str) -> float:
+    """Bits of the ``rows`` curve at ``point``'s quality, in percent against ``point``'s bits: log rate
+    interpolated linearly in PSNR between the curve's neighbouring rate points (the end segments'
+    slope beyond them)."""
+    pts = sorted((r[metric], np.log(r["stream_bytes"])) for r in rows.values())
+    q = np.array([p[0] for p in pts])
+    lr = np.array([p[1] for p in pts])
+    k = int(np.clip(np.searchsorted(q, point[metric]), 1, len(q) - 1))
+    t = (point[metric] - q[k - 1]) / max(q[k] - q[k - 1], 1e-9)
+    return float(100.0 * (np.exp(lr[k - 1] + t * (lr[k] - lr[k - 1])) / point["stream_bytes"] - 1.0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sequences", default="soldier,basketball")
@@ -149,6 +163,10 @@ def main() -> None:
             cmp[rate] = {"total_bits_percent": 100.0 * (b["stream_bytes"] / a["stream_bytes"] - 1.0),
                          "d1_change_db": b["d1_psnr"] - a["d1_psnr"],
                          "y_change_db": (b["y_psnr"] - a["y_psnr"]) if "y_psnr" in a else None}
+        for metric, key in (("d1_psnr", "bits_at_equal_d1_percent"), ("y_psnr", "bits_at_equal_y_percent")):
+            if metric in rows["intra"][next(iter(rows["intra"]))]:
+                for rate in cmp:
+                    cmp[rate][key] = _bits_at_equal(rows["gof"], rows["intra"][rate], metric)
         entry["gof_vs_intra"] = cmp
         entry["gof_vs_intra_bdrate_d1_total_percent"] = _bd(rows["intra"], rows["gof"], "total_bpp", "d1_psnr")
         if "gof_hints" in rows:

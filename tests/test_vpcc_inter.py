@@ -15,7 +15,7 @@ from imcodec.synth import make_sequence
 from imcodec.types import PointCloud
 from imcodec.vpcc.gofpack import match_patches
 from imcodec.vpcc.inter import GofRecord, check_sequence
-from imcodec.vpcc.motion import DecodedFrame, block_hints, correspond, nearest_points, predict_colors
+from imcodec.vpcc.motion import DecodedFrame, block_hints, correspond, predict_colors
 from imcodec.vpcc.patches import PatchSet
 
 pytestmark = pytest.mark.timeout(300)
@@ -191,35 +191,39 @@ def test_correspond_and_block_hints_against_brute_force():
         assert conf == pytest.approx(ok.mean())
 
 
+def _brute_prediction(cur_pts, prev_pts, prev_col):
+    out = np.zeros((len(cur_pts), 3))
+    for i, p in enumerate(cur_pts):
+        dd = ((prev_pts - p) ** 2).sum(axis=1)
+        keep = dd <= 2 * dd.min() + 2
+        w = (1 << 20) // (64 * dd[keep] + 1)
+        num = (w[:, None] * prev_col[keep].astype(np.int64)).sum(axis=0)
+        out[i] = np.floor(num / w.sum() + 0.5)
+    return out
+
+
 def test_colour_prediction_against_brute_force():
     rng = np.random.default_rng(11)
     prev_pts = rng.integers(0, 40, (300, 3))
     prev_col = rng.integers(0, 256, (300, 3)).astype(np.uint8)
-    cur_pts = rng.integers(0, 40, (50, 3))
-    dummy = np.zeros(0, np.int64)
-    cur = DecodedFrame(cur_pts, None, dummy, dummy, dummy, dummy, 8, 8)
-    prev = DecodedFrame(prev_pts, prev_col, dummy, dummy, dummy, dummy, 8, 8)
-    match = nearest_points(cur, prev, k=8)
-    got = predict_colors(cur_pts, prev_pts, prev_col, match)
-    for i, p in enumerate(cur_pts):
-        dd = ((prev_pts - p) ** 2).sum(axis=1)
-        order = np.argsort(dd, kind="stable")[:8]
-        assert sorted(dd[match[i]]) == sorted(dd[order])  # the 8 nearest (ties in any order)
-        d0 = dd[order[0]]
-        num = np.zeros(3)
-        den = 0
-        for j in match[i]:
-            if dd[j] <= 2 * d0 + 2:
-                w = (1 << 20) // (4 * int(dd[j]) + 1)
-                num += w * prev_col[j].astype(np.int64)
-                den += w
-        assert np.array_equal(got[i], np.floor(num / den + 0.5))
+    cur_pts = rng.integers(-5, 45, (80, 3))  # some outside the previous frame's box
+    got = predict_colors(cur_pts, prev_pts, prev_col)
+    assert np.array_equal(got, _brute_prediction(cur_pts, prev_pts, prev_col))
+    # a dense surface (the common case: most points repeat a voxel of t-1) and duplicates in t-1
+    yy, zz = np.meshgrid(np.arange(60), np.arange(60), indexing="ij")
+    surf = np.stack([(10 + (yy * zz) % 3), yy, zz], axis=-1).reshape(-1, 3)
+    surf = np.concatenate([surf, surf[:100]])
+    scol = rng.integers(0, 256, (len(surf), 3)).astype(np.uint8)
+    moved = surf[::5] + rng.integers(-1, 2, (len(surf[::5]), 3))
+    assert np.array_equal(predict_colors(moved, surf, scol), _brute_prediction(moved, surf, scol))
+    # points farther than the grid search from every previous point take their nearest one's colour
+    far = np.array([[200, 200, 200], [-100, 5, 5]])
+    assert np.array_equal(predict_colors(far, prev_pts, prev_col),
+                          prev_col[[np.argmin(((prev_pts - f) ** 2).sum(axis=1)) for f in far]])
     # on a grid of spacing 3, a point present in the previous frame keeps exactly its colour
     grid = np.stack(np.meshgrid(*[np.arange(0, 30, 3)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     gcol = rng.integers(0, 256, (len(grid), 3)).astype(np.uint8)
-    gprev = DecodedFrame(grid, gcol, dummy, dummy, dummy, dummy, 8, 8)
-    gcur = DecodedFrame(grid[::7], None, dummy, dummy, dummy, dummy, 8, 8)
-    assert np.array_equal(predict_colors(grid[::7], grid, gcol, nearest_points(gcur, gprev, k=8)), gcol[::7])
+    assert np.array_equal(predict_colors(grid[::7], grid, gcol), gcol[::7])
 
 
 def test_static_content_has_zero_motion():

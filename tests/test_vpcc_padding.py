@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imcodec.vpcc.padding import pad_dilate, push_pull
+from imcodec.vpcc.padding import fill_from_previous, pad_dilate, push_pull
 
 
 def _image(rng, h=37, w=53, c=None):
@@ -57,3 +57,24 @@ def test_dilation_takes_the_mean_of_filled_neighbours():
 def test_empty_mask_gives_the_empty_value(pad):
     out = pad(np.zeros((4, 6)), np.zeros((4, 6), dtype=bool), 5.0)
     assert np.all(out == 5.0)
+
+
+def test_fill_from_previous_copies_only_unread_blocks():
+
+    rng = np.random.default_rng(5)
+    h, w = 20, 36  # not multiples of 8: partial blocks at the right and bottom edges
+    prev = (rng.integers(0, 256, (h, w)).astype(np.uint8), rng.integers(0, 256, (h // 2, w // 2)).astype(np.uint8))
+    cur = (rng.integers(0, 256, (h, w)).astype(np.uint8), rng.integers(0, 256, (h // 2, w // 2)).astype(np.uint8))
+    mask = np.zeros((h, w), bool)
+    mask[3, 5] = mask[17, 33] = mask[9, 8] = True
+    got = fill_from_previous(prev, cur, mask)
+    for by in range(0, h, 8):
+        for bx in range(0, w, 8):
+            read = mask[by:by + 8, bx:bx + 8].any()
+            src = cur if read else prev
+            assert np.array_equal(got[0][by:by + 8, bx:bx + 8], src[0][by:by + 8, bx:bx + 8])
+            assert np.array_equal(got[1][by // 2:by // 2 + 4, bx // 2:bx // 2 + 4],
+                                  src[1][by // 2:by // 2 + 4, bx // 2:bx // 2 + 4])
+    assert got[0].dtype == np.uint8
+    with pytest.raises(ValueError, match="do not match"):
+        fill_from_previous(prev, cur, mask[:, :-1])

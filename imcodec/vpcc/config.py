@@ -12,7 +12,10 @@ from imcodec.vpcc.video import CODECS, PIX_FMT_IDS
 # MPEG V-PCC common test conditions, all-intra: rate -> (geometry QP, attribute QP)
 CTC_RATES = {"r1": (32, 42), "r2": (28, 37), "r3": (24, 32), "r4": (20, 27), "r5": (16, 22)}
 DEFAULT_RATE = "r3"
-STREAM_VERSION = 1
+# 2: the decoder re-codes synthesised references with full RDO (video.LOSSY_RDO) and predicts colour
+# from every point within the radius (motion.predict_colors); version 1 streams with motion hints
+# would decode to wrong colours, so they are refused
+STREAM_VERSION = 2
 X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
 

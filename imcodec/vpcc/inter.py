@@ -12,6 +12,11 @@ bits from frame t-1's map), ``raw_points`` and a ``gof`` record (:class:`GofReco
 first need their predecessors (``FrameCode.needs_previous``), so random access decodes from the GOF
 start.
 
+Temporal padding: in frames after the first, the 8x8 blocks of a depth or colour image that the
+decoder never reads repeat the previous frame's pixels (or, for colour coded against a prediction,
+the prediction's): free skips for x265, where spatial padding would change with the neighbourhood
+(:func:`imcodec.vpcc.padding.fill_from_previous`).
+
 Video modes (geometry and colour each): ``MODE_GOF``: the videos of all frames in one x265 GOP carried
 by the first frame (depth: D0/D1 of frame 0, then of frame 1, ...). ``MODE_REF``: the frame's own
 video coded as P-frames after a reference frame that both sides synthesise and that is never
@@ -47,13 +52,13 @@ from imcodec.vpcc.motion import (
     DecodedFrame,
     block_hints,
     correspond,
-    nearest_points,
     predict_atlas,
     predict_depth,
 )
 from imcodec.vpcc.occupancy import box_blocks, cell_allowed, decode_occupancy_map
 from imcodec.vpcc.gofpack import pack_gof
 from imcodec.vpcc.packing import BLOCK
+from imcodec.vpcc.padding import fill_from_previous
 from imcodec.vpcc.patches import generate_patches
 from imcodec.vpcc.reconstruct import frame_colors, frame_geometry, occupied_pixels, raw_rows, transfer_colors
 from imcodec.vpcc.video import VideoSpec, decode_video, decode_video_after, encode_video, encode_video_after
@@ -180,6 +185,13 @@ def encode_group(clouds: list[PointCloud], cfg: VpccConfig, state: dict) -> list
             occ, owner, comps["occupancy"], py, px = _occupancy(meta, pset, sp.b0, prev_occ)
             prev_occ = occ
             frames, _ = _geometry_images(meta, pset, py, px, occ, owner, rel, sp, cfg)
+            if k and metas[k - 1].count and cfg.layer_prediction and not (cfg.motion_hints
+                                                                          and cfg.depth_prediction):
+                # temporal padding (MODE_GOF; see the module docstring)
+                cells = np.repeat(np.repeat(occ.astype(bool), sp.b0, axis=0), sp.b0, axis=1)
+                layers = sp.geometry_layers
+                frames = [fill_from_previous(geo_in[(k - 1) * layers + i], fr, cells)
+                          for i, fr in enumerate(frames)]
         else:
             dtype = np.uint16 if cfg.geometry_bits > 8 else np.uint8
             frames = [(np.zeros((height, width), dtype=dtype),)] * sp.geometry_layers
@@ -277,7 +289,10 @@ def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr
         atlases.append(atlas_frames(meta, col, dec.ys, dec.xs, dec.slot, len(dec.points) - len(dec.ys),
                                     n_tex, height=attr_height)[0])
     modes = []
+    masks = [_read_pixels(meta, dec, attr_height) for meta, dec in zip(metas, decoded)]
     if not cfg.motion_hints:
+        for k in range(1, n):
+            atlases[k] = [fill_from_previous(p, c, masks[k]) for p, c in zip(atlases[k - 1], atlases[k])]
         comps_list[0]["attribute_video"] = encode_video([f for a in atlases for f in a], spec)
         out = decode_video(comps_list[0]["attribute_video"], "hevc", "yuv420p", metas[0].width,
                            attr_height, n * n_tex, cfg.threads)
@@ -288,9 +303,9 @@ def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr
     for k, (meta, dec) in enumerate(zip(metas, decoded)):
         data = None
         if k > 0 and not spec.intra and len(dec.points) and len(decoded[k - 1].points):
-            pred = predict_atlas(meta, dec, decoded[k - 1], nearest_points(dec, decoded[k - 1], cfg.threads),
-                                 n_tex, attr_height)
-            data = encode_video_after(pred, atlases[k], rspec)
+            pred = predict_atlas(meta, dec, decoded[k - 1], n_tex, attr_height)
+            data = encode_video_after(pred, [fill_from_previous(pred, a, masks[k]) for a in atlases[k]],
+                                      rspec)
         if data is not None:
             comps_list[k]["attribute_video"] = data
             out = decode_video_after(pred, data, rspec, meta.width, attr_height, n_tex)
@@ -302,6 +317,14 @@ def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr
             modes.append(MODE_OWN)
         dec.colors = _colors(meta, dec, out)
     return modes
+
+
+def _read_pixels(meta: FrameMeta, dec: DecodedFrame, height: int) -> np.ndarray:
+    """(height, width) bool: the attribute-video pixels the decoder reads (patch points, raw rows)."""
+    mask = np.zeros((height, meta.width), dtype=bool)
+    mask[dec.ys, dec.xs] = True
+    mask[meta.height if meta.count else 0:] = len(dec.points) > len(dec.ys)
+    return mask
 
 
 def _colors(meta: FrameMeta, dec: DecodedFrame, attr: list) -> np.ndarray:
@@ -430,7 +453,7 @@ def _decode_colors(components, rec: GofRecord, meta: FrameMeta, dec: DecodedFram
         if prev is None or prev.colors is None or len(prev.points) == 0 or len(dec.points) == 0:
             raise BitstreamError("V-PCC colour predicted from or for a frame without coloured points")
         spec = rec.spec("hevc", "yuv420p", rec.attr_qp, rec.attr_ref_qp)
-        pred = predict_atlas(meta, dec, prev, nearest_points(dec, prev, threads), n_tex, rec.attr_height)
+        pred = predict_atlas(meta, dec, prev, n_tex, rec.attr_height)
         out = decode_video_after(pred, data, spec, meta.width, rec.attr_height, n_tex)
     else:
         out = decode_video(data, "hevc", "yuv420p", meta.width, rec.attr_height, n_tex, threads)

@@ -7,10 +7,11 @@ frame t-1 on the same projection plane (k-d tree; a plane without points in t-1 
 of its points; raw points match any point). That dense correspondence gives
 
 * the motion-compensated colour prediction of frame t's atlas (:func:`predict_atlas`): each point
-  takes the decoded colour of its nearest decoded point of frame t-1 (here on any plane, which
-  predicts colour better: :func:`nearest_points`), and the T0/T1 images are built from those colours exactly as
-  the encoder builds the real ones (mean per pixel, push-pull padding, 4:2:0); the colour video of
-  frame t is then coded as P-frames against this prediction (see :mod:`imcodec.vpcc.inter`);
+  takes the weighted mean decoded colour of the decoded points of frame t-1 close to it, on any
+  plane, which predicts colour better than same-plane matches (:func:`predict_colors`), and the
+  T0/T1 images are built from those colours exactly as the encoder builds the real ones (mean per
+  pixel, push-pull padding, 4:2:0); the colour video of frame t is then coded as P-frames against
+  this prediction (see :mod:`imcodec.vpcc.inter`);
 * block motion vectors (:func:`block_hints`): per ``block`` x ``block`` block of frame t's atlas the
   median over its occupied near-layer pixels of MV = (position of the matched point's pixel in frame
   t-1's atlas) - (pixel position in frame t's atlas), with a confidence: the share of those pixels
@@ -25,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from imcodec.jit import njit
 
 HINT_FIELDS = ("x", "y", "dx", "dy", "confidence", "pixels")
 _AGREE_DIST = 2.0
@@ -86,64 +89,155 @@ def correspond(cur: DecodedFrame, prev: DecodedFrame, workers: int = 1) -> tuple
     return idx, dist
 
 
-PRED_NEIGHBOURS = 8  # decoded points of frame t-1 averaged into one predicted colour
+PRED_SEARCH = 16  # Chebyshev search radius (voxels) of the colour prediction; beyond it: k-d tree
+PRED_SLOPE = 64  # weight of a point at squared distance d2: 2**20 // (PRED_SLOPE * d2 + 1)
+_WEIGHT_ONE = 1 << 20
 
 
-def nearest_points(cur: DecodedFrame, prev: DecodedFrame, workers: int = 1,
-                   k: int = PRED_NEIGHBOURS) -> np.ndarray:
-    """(K+R, k) int64: the ``k`` nearest decoded points of ``prev`` (any plane, nearest first) for
-    every point of ``cur`` (k = min(k, points of prev)).
+def predict_colors(cur_points: np.ndarray, prev_points: np.ndarray, prev_colors: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 integer-valued predicted colours of ``cur_points`` from frame t-1's decoded points.
 
-    The colour prediction uses these rather than the same-plane matches of :func:`correspond`: on
-    basketball 1-2 at r3 the single nearest point cost 12% fewer bits for frame 2's colour video, and
-    averaging 8 of them (:func:`predict_colors`) another 5-8% at slightly higher Y PSNR.
+    Each current point takes the mean colour of every previous point within squared distance
+    2 d0**2 + 2 of it (d0: the distance to its nearest previous point), weighted by
+    2**20 // (64 d**2 + 1) (an exactly repeated voxel outweighs its neighbours about 60 to 1; the
+    neighbours matter where no voxel repeats), rounded half up. Integer
+    arithmetic throughout (squared distances of voxel positions are integers) and no tie-breaking
+    (every point within the radius counts), so encoder and decoder predict bit-exactly on any machine.
+    A Numba kernel over a uniform cell grid of the previous points does the search; a point with no
+    previous point within :data:`PRED_SEARCH` voxels takes its nearest point's colour (k-d tree).
+
+    This replaced a k-d tree search of the 8 nearest points (same radius, at most 8 points, ties
+    broken by the tree, weights 2**20 // (4 d**2 + 1)): on basketball frame 2 (800k points) 0.41 s
+    instead of 1.44 s. The sharper weights (slope 64 instead of 4) blur the predicted texture less:
+    on the synthetic body sequence at r3, 1.7% fewer colour bits at 0.08 dB higher Y.
     """
-    from scipy.spatial import cKDTree
-
-    k = max(1, min(int(k), len(prev.points)))
-    if len(cur.points) == 0 or len(prev.points) == 0:
-        return np.zeros((len(cur.points), k), dtype=np.int64)
-    j = cKDTree(prev.points).query(cur.points, k=k, workers=workers)[1]
-    return np.asarray(j, dtype=np.int64).reshape(len(cur.points), k)
-
-
-def predict_colors(cur_points: np.ndarray, prev_points: np.ndarray, prev_colors: np.ndarray,
-                   match: np.ndarray) -> np.ndarray:
-    """(N, 3) float64 integer-valued predicted colours: for each current point, the mean of its matched
-    previous points' colours (``match`` (N, k) from :func:`nearest_points`) weighted by
-    2**20 // (4 d**2 + 1), d the distance; matches with d**2 > 2 d0**2 + 2 (d0: the nearest) get no
-    weight. Integer arithmetic throughout (squared distances of voxel positions are integers), so
-    encoder and decoder predict bit-exactly on any machine."""
-    out = np.zeros((len(match), 3), dtype=np.float64)
-    if len(match) == 0:
+    n = len(cur_points)
+    out = np.zeros((n, 3), dtype=np.float64)
+    if n == 0 or len(prev_points) == 0:
         return out
-    cur = cur_points.astype(np.int64)
-    dd = np.zeros(match.shape, dtype=np.int64)  # (N, k); one axis / channel at a time keeps memory at N x k
-    for a in range(3):
-        d = prev_points[match, a].astype(np.int64) - cur[:, a:a + 1]
-        dd += d * d
-    w = (np.int64(1) << 20) // (4 * dd + 1)
-    w[dd > 2 * dd[:, :1] + 2] = 0
-    total = w.sum(axis=1)
-    for ch in range(3):
-        col = (prev_colors[match, ch].astype(np.int64) * w).sum(axis=1)
-        out[:, ch] = (2 * col + total) // (2 * total)
+    cur = np.ascontiguousarray(np.rint(cur_points), dtype=np.int64)
+    prev = np.ascontiguousarray(np.rint(prev_points), dtype=np.int64)
+    col = np.ascontiguousarray(prev_colors, dtype=np.int64)
+    lo = prev.min(axis=0)
+    ext = prev.max(axis=0) - lo + 1
+    cell = 4
+    while int(np.prod(-(-ext // cell))) > (1 << 24):
+        cell *= 2
+    dims = (-(-ext // cell)).astype(np.int64)
+    order, start = _cell_sort(prev, lo, cell, dims)
+    # the points in cell order: the kernel reads each cell's points contiguously
+    miss = _predict_kernel(cur, prev[order], col[order], lo, cell, dims, start, PRED_SEARCH, PRED_SLOPE, out)
+    if miss.any():
+        from scipy.spatial import cKDTree
+
+        sel = np.flatnonzero(miss)
+        j = cKDTree(prev).query(cur[sel], k=1)[1]
+        out[sel] = col[j]
     return out
 
 
-def predict_atlas(meta, cur: DecodedFrame, prev: DecodedFrame, match: np.ndarray, n_tex: int,
-                  height: int) -> tuple[np.ndarray, ...]:
+@njit(cache=True)
+def _cell_sort(pts, lo, cell, dims):
+    """Counting sort of points by grid cell: (order (M,), start (cells + 1,)) int64."""
+    m = pts.shape[0]
+    ncell = dims[0] * dims[1] * dims[2]
+    cid = np.empty(m, dtype=np.int64)
+    start = np.zeros(ncell + 1, dtype=np.int64)
+    for i in range(m):
+        c = (((pts[i, 0] - lo[0]) // cell) * dims[1] + (pts[i, 1] - lo[1]) // cell) * dims[2] \
+            + (pts[i, 2] - lo[2]) // cell
+        cid[i] = c
+        start[c + 1] += 1
+    for c in range(ncell):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    order = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        order[fill[cid[i]]] = i
+        fill[cid[i]] += 1
+    return order, start
+
+
+@njit(cache=True)
+def _cell_range(q, r, lo, cell, dim):
+    a = (q - r - lo) // cell
+    b = (q + r - lo) // cell
+    return max(a, 0), min(b, dim - 1)
+
+
+@njit(cache=True)
+def _scan(q0, q1, q2, r, lim, prev, col, lo, cell, dims, start, slope, acc):
+    """Visit the previous points in the cells covering the cube of half-side ``r`` around (q0, q1, q2):
+    acc[0] = min(acc[0], squared distance); points within squared distance ``lim`` add their weight to
+    acc[1] and their weighted colour to acc[2:5]."""
+    x0, x1 = _cell_range(q0, r, lo[0], cell, dims[0])
+    y0, y1 = _cell_range(q1, r, lo[1], cell, dims[1])
+    z0, z1 = _cell_range(q2, r, lo[2], cell, dims[2])
+    for cx in range(x0, x1 + 1):
+        for cy in range(y0, y1 + 1):
+            base = (cx * dims[1] + cy) * dims[2]
+            for j in range(start[base + z0], start[base + z1 + 1]):
+                d0 = prev[j, 0] - q0
+                d1 = prev[j, 1] - q1
+                d2 = prev[j, 2] - q2
+                dd = d0 * d0 + d1 * d1 + d2 * d2
+                if dd < acc[0]:
+                    acc[0] = dd
+                if dd <= lim:
+                    w = _WEIGHT_ONE // (slope * dd + 1)
+                    acc[1] += w
+                    acc[2] += w * col[j, 0]
+                    acc[3] += w * col[j, 1]
+                    acc[4] += w * col[j, 2]
+
+
+@njit(cache=True)
+def _predict_kernel(cur, prev, col, lo, cell, dims, start, rmax, slope, out):
+    """See :func:`predict_colors` (prev / col in cell order, ``start`` their cell offsets); fills
+    ``out``, returns the (N,) bool points searched in vain."""
+    n = cur.shape[0]
+    miss = np.zeros(n, dtype=np.bool_)
+    acc = np.zeros(5, dtype=np.int64)
+    for i in range(n):
+        q0, q1, q2 = cur[i, 0], cur[i, 1], cur[i, 2]
+        acc[:] = 0
+        acc[0] = np.int64(1) << 62
+        r = 1
+        # the nearest distance, growing the cube; the first cube (r = 1) also sums the points within
+        # squared distance 2: the final sums when the point repeats a voxel of t-1 (the common case)
+        while True:
+            _scan(q0, q1, q2, r, 2 if r == 1 else -1, prev, col, lo, cell, dims, start, slope, acc)
+            if acc[0] <= r * r or r >= rmax:
+                break
+            r *= 2
+        if acc[0] > r * r:
+            miss[i] = True
+            continue
+        if acc[0] > 0:
+            lim = 2 * acc[0] + 2
+            rr = 0
+            while (rr + 1) * (rr + 1) <= lim:
+                rr += 1
+            acc[1:] = 0
+            _scan(q0, q1, q2, rr, lim, prev, col, lo, cell, dims, start, slope, acc)
+        tot = acc[1]
+        out[i, 0] = (2 * acc[2] + tot) // (2 * tot)
+        out[i, 1] = (2 * acc[3] + tot) // (2 * tot)
+        out[i, 2] = (2 * acc[4] + tot) // (2 * tot)
+    return miss
+
+
+def predict_atlas(meta, cur: DecodedFrame, prev: DecodedFrame, n_tex: int, height: int) -> tuple[np.ndarray, ...]:
     """Motion-compensated prediction of frame t's near-layer colour image T0 from frame t-1.
 
-    meta: frame t's :class:`~imcodec.vpcc.metadata.FrameMeta`; match: (K+R, k) int64 indices of each
-    point's nearest points in prev.points (:func:`nearest_points`); height: the attribute video height.
+    meta: frame t's :class:`~imcodec.vpcc.metadata.FrameMeta`; height: the attribute video height.
     Returns the predicted T0 (the reference of frame t's T0/T1) as a tuple of YUV 4:2:0 uint8 planes.
     """
     from imcodec.vpcc.encoder import atlas_frames
 
     if prev.colors is None:
         raise ValueError("colour prediction needs the previous frame's colours")
-    col = predict_colors(cur.points, prev.points, prev.colors, match)
+    col = predict_colors(cur.points, prev.points, prev.colors)
     frames, _ = atlas_frames(meta, col, cur.ys, cur.xs, cur.slot, len(cur.points) - len(cur.ys), n_tex,
                              height=height, first_only=True)
     return frames[0]

@@ -163,3 +163,31 @@ def _pull(s, w, coarse):
                 bot = coarse[y1, x0, c] * (1.0 - tx) + coarse[y1, x1, c] * tx
                 out[y, x, c] = top * (1.0 - ty) + bot * ty
     return out
+
+
+def fill_from_previous(prev: tuple[np.ndarray, ...], cur: tuple[np.ndarray, ...], mask: np.ndarray,
+                       block: int = 8) -> tuple[np.ndarray, ...]:
+    """``cur`` with every ``block`` x ``block`` luma block that holds no occupied pixel (and its
+    chroma) copied from ``prev`` (temporal padding for inter frames).
+
+    The decoder never reads those pixels, so any value is valid; the previous frame's makes the
+    block a free skip for the video codec, where spatial padding of a changed neighbourhood would
+    change too and cost residual bits. prev / cur: plane tuples of equal shapes (Y first, chroma at
+    half resolution); mask: (H, W) bool, True where the decoder reads the pixel.
+    """
+    h, w = cur[0].shape
+    if mask.shape != (h, w) or len(prev) != len(cur) or any(p.shape != c.shape for p, c in zip(prev, cur)):
+        raise ValueError(f"frames {[p.shape for p in cur]} / {[p.shape for p in prev]} and mask "
+                         f"{mask.shape} do not match")
+    nby, nbx = -(-h // block), -(-w // block)
+    full = np.zeros((nby * block, nbx * block), dtype=np.bool_)
+    full[:h, :w] = mask
+    empty = ~full.reshape(nby, block, nbx, block).any(axis=(1, 3))
+    luma = np.repeat(np.repeat(empty, block, axis=0), block, axis=1)[:h, :w]
+    out = []
+    for p, c in zip(prev, cur):
+        sel = luma
+        if p.shape != (h, w):  # 4:2:0 chroma: a sample is unread when its four luma pixels are
+            sel = luma[:2 * p.shape[0], :2 * p.shape[1]].reshape(p.shape[0], 2, p.shape[1], 2).all(axis=(1, 3))
+        out.append(np.where(sel, p, c))
+    return tuple(out)
