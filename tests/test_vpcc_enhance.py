@@ -76,6 +76,26 @@ def test_denoise_images_shape_dtype_mask_and_determinism(rng):
     assert none is None and n0.shape == d0.shape
 
 
+def test_tiled_denoising_equals_one_pass_over_the_canvas(rng, monkeypatch):
+    """Tiles computed from windows widened by the networks' reach give the single-pass result; an
+    unoccupied tile is skipped (left unchanged)."""
+    import imcodec.learned.depth_denoise as dd
+
+    _, _, d0, d1, mask, edge = _images(rng, h=70, w=90)
+    mask[:, 64:] = False  # the right-hand tiles hold no occupied pixel
+    edge &= mask
+    model = _perturbed_denoiser()
+    monkeypatch.setattr(dd, "TILE", 1024)
+    one0, one1 = denoise_images(model, d0, d1, mask, edge, 255)
+    near_one, _ = denoise_images(model, d0, None, mask, edge, 255)
+    monkeypatch.setattr(dd, "TILE", 16)
+    assert dd.halo_pixels(model.config) > 16  # the windows overlap several tiles
+    got0, got1 = denoise_images(model, d0, d1, mask, edge, 255)
+    near_got, _ = denoise_images(model, d0, None, mask, edge, 255)
+    assert np.array_equal(got0, one0) and np.array_equal(got1, one1) and np.array_equal(near_got, near_one)
+    assert not np.array_equal(one1[mask], d1[mask])
+
+
 def test_identity_network_leaves_depths_unchanged(rng, identity_file):
     t0, t1, d0, d1, mask, edge = _images(rng)
     model, _ = load_denoiser(identity_file)
@@ -213,9 +233,10 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     write_ply(make_cloud("sphere", bits=6, seed=5), tmp_path / "train.ply")
     code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
                              "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "16",
-                             "--cache-dir", tmp_path / "cache", "-o", tmp_path / "w.pt", "--json")
+                             "--channels", "4", "--cache-dir", tmp_path / "cache", "-o", tmp_path / "w.pt", "--json")
     assert code == 0, err
-    assert load_denoiser(tmp_path / "w.pt")[1]["meta"]["rates"] == ["r1", "r2", "r3", "r4", "r5"]
+    model, info = load_denoiser(tmp_path / "w.pt")
+    assert info["meta"]["rates"] == ["r1", "r2", "r3", "r4", "r5"] and model.config.channels == 4
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
 
 

@@ -88,8 +88,8 @@ def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: i
 # -------------------------------------------------------------------------- V-PCC enhancement
 
 def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, steps_per_epoch: int = 500,
-                        batch_size: int = 8, crop: int = 96, lr: float = 1e-2, seed: int = 0,
-                        synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
+                        batch_size: int = 8, crop: int = 96, lr: float = 1e-2, channels: int = 16,
+                        seed: int = 0, synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
                         cache_dir: PathLike | None = None, checkpoint_dir: PathLike | None = None,
                         resume: bool = False, threads: int | None = 1, command: str | None = None,
                         on_pairs=None, on_step=None) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, step
     clouds = training_clouds(list(data), tuple(synth_shapes), seed)
     pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
     cfg = DenoiseTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
-                             lr=lr, seed=seed)
+                             lr=lr, seed=seed, channels=channels)
     model, summary = train_denoiser(cfg, pairs, checkpoint_dir, resume, on_step, threads)
     meta = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
             "train_config": summary["train_config"], "history": summary["history"],

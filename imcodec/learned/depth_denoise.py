@@ -36,6 +36,7 @@ SCALE = 8.0  # depth units per input unit
 CLAMP = 4.0
 REF = 9  # side of the window of the local reference depth
 THREADS = 2  # torch threads in the decoder (fixed, for reproducible output)
+TILE = 256  # output tile edge of the decoder's tiled inference (:func:`denoise_images`)
 
 
 @dataclass(frozen=True)
@@ -158,15 +159,39 @@ def denoise_images(model: DualDenoiser, d0: np.ndarray, d1: np.ndarray | None, m
     """Denoised integer depth images of the same dtype as ``d0``/``d1`` ((H, W) each); pixels outside
     ``mask`` are unchanged. Without a far layer (d1 None) only the near network runs."""
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
-    m, e = t(mask), t(edge)
-    x0 = t(d0)
-    x1 = t(d1) if d1 is not None else x0
-    n0, n1 = model(x0, x1, m, e) if d1 is not None else (near_only(model, x0, m, e), None)
+    h, w = mask.shape
+    halo = halo_pixels(model.config)
+    p0 = np.zeros((h, w), dtype=np.float32)
+    p1 = np.zeros((h, w), dtype=np.float32) if d1 is not None else None
+    # tiles of TILE x TILE output pixels, each computed from its window widened by the networks' reach
+    # (the same values as one pass over the canvas, in cache-sized pieces); tiles without an occupied
+    # pixel are skipped: their pixels are not changed anyway
+    for y in range(0, h, TILE):
+        for x in range(0, w, TILE):
+            if not mask[y:y + TILE, x:x + TILE].any():
+                continue
+            ya, yb, xa, xb = max(0, y - halo), min(h, y + TILE + halo), max(0, x - halo), min(w, x + TILE + halo)
+            win = (slice(ya, yb), slice(xa, xb))
+            m, e, x0 = t(mask[win]), t(edge[win]), t(d0[win])
+            core = (slice(y - ya, y - ya + TILE), slice(x - xa, x - xa + TILE))
+            if d1 is not None:
+                n0, n1 = model(x0, t(d1[win]), m, e)
+                p1[y:y + TILE, x:x + TILE] = n1[0, 0].numpy()[core]
+            else:
+                n0 = near_only(model, x0, m, e)
+            p0[y:y + TILE, x:x + TILE] = n0[0, 0].numpy()[core]
 
     def back(pred, orig):
-        out = np.clip(np.rint(pred[0, 0].numpy()), 0, max_value).astype(orig.dtype)
+        out = np.clip(np.rint(pred), 0, max_value).astype(orig.dtype)
         return np.where(mask, out, orig)
-    return back(n0, d0), (back(n1, d1) if n1 is not None else None)
+    return back(p0, d0), (back(p1, d1) if p1 is not None else None)
+
+
+def halo_pixels(cfg: DenoiserConfig) -> int:
+    """How far (pixels) the denoised D1 reaches into the inputs: the far network (3x3, the dilated
+    convolutions, 3x3) over the near network's output (the same reach) over the REF-window reference."""
+    reach = 2 + sum(cfg.dilations)
+    return 2 * reach + REF // 2
 
 
 def near_only(model: DualDenoiser, d0: torch.Tensor, m: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
