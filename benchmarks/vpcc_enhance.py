@@ -129,7 +129,9 @@ def main() -> None:
     targets = {"bd_rate_denoised_pct": "<= -8", "restore_gain_db_r1_r2": ">= 1.0", "restore_gain_db_r5": ">= 0",
                "decode_ratio": "<= 2"}
     write_result(args.name, {"frames": results, "targets": targets,
-                                  "notes": "geometry only; shipped weights; decode with 2 threads"})
+                                  "notes": "geometry only; decode with 2 threads",
+                                  "weights": {"denoise": args.denoise_weights or "shipped",
+                                              "restore": args.restore_weights or "shipped"}})
 
 
 if __name__ == "__main__":
