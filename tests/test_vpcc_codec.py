@@ -181,3 +181,12 @@ def test_cli_encode_decode_round_trip(tmp_path, run_cli, body):
     assert dec.colors is not None and len(dec) == result["per_frame"][0]["points"] or len(dec) > 0
     code, out, err = run_cli("encode", "--codec", "vpcc", src, "-o", stream, "--scale", "0.5")
     assert code == 2 and "scale" in err
+
+
+def test_stream_parameters_of_another_version_are_refused():
+    """Version 1 streams (colour predicted from the 8 nearest points, references re-coded without full
+    RDO) would decode to wrong colours; the reader names the version instead."""
+    data = StreamParams.from_config(VpccConfig()).pack()
+    assert StreamParams.unpack(data) == StreamParams.from_config(VpccConfig())
+    with pytest.raises(BitstreamError, match="version 1 is not supported"):
+        StreamParams.unpack(bytes([1]) + data[1:])
