@@ -258,3 +258,18 @@ def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):
     assert len(tuned["gains"]["r1"]) == len(TUNE_RATIOS)
     counts = keep_ratios(pairs)  # original / unique decoded voxels
     assert counts["r1"] == pytest.approx(len(org) / len(np.unique(pairs[0].decoded, axis=0)))
+
+
+def test_local_reference_is_the_occupied_mean_of_each_window(rng):
+    from imcodec.learned.depth_denoise import REF, local_reference
+
+    d = rng.integers(0, 256, (1, 1, 23, 31)).astype(np.float32)
+    m = (rng.random((1, 1, 23, 31)) < 0.4).astype(np.float32)
+    got = local_reference(torch.from_numpy(d), torch.from_numpy(m)).numpy()[0, 0]
+    r = REF // 2
+    for y in range(23):
+        for x in range(31):
+            win = (slice(max(0, y - r), y + r + 1), slice(max(0, x - r), x + r + 1))
+            n = m[0, 0][win].sum()
+            want = (d[0, 0][win] * m[0, 0][win]).sum() / n if n else d[0, 0, y, x]
+            assert got[y, x] == pytest.approx(want, rel=1e-5)
