@@ -23,8 +23,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BASKETBALL, SOLDIER, require_data, write_result  # noqa: E402
 

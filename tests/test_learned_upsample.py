@@ -275,8 +275,6 @@ def test_minkowski_engine_missing_says_how_to_install(tmp_path):
 
 
 def test_cli_upsample_errors_and_json(tmp_path):
-    import json
-
     from imcodec.cli import main
     from imcodec.io.ply import write_ply
 

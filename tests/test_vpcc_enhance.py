@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from imcodec.errors import InputError, UsageError
-from imcodec.learned.depth_denoise import DenoiserConfig, DepthDenoiser, DualDenoiser, denoise_images, load_denoiser
+from imcodec.learned.depth_denoise import DenoiserConfig, DualDenoiser, denoise_images, load_denoiser
 from imcodec.learned.depth_denoise import weights_bytes as denoise_bytes
 from imcodec.learned.enhance_data import DepthPair
 from imcodec.learned.models import build_model
@@ -15,7 +15,6 @@ from imcodec.learned.restore import load_restorer, restore_config, restore_point
 from imcodec.learned.restore import weights_bytes as restore_bytes
 from imcodec.learned.train_denoise import DenoiseTrainConfig, masked_mse, sample_batch, train_denoiser
 from imcodec.synth import make_cloud
-from imcodec.types import PointCloud
 
 
 def _perturbed_denoiser(seed: int = 0) -> DualDenoiser:
