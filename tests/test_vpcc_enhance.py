@@ -237,6 +237,14 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     model, info = load_denoiser(tmp_path / "w.pt")
     assert info["meta"]["rates"] == ["r1", "r2", "r3", "r4", "r5"] and model.config.channels == 4
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
+    # the restore trainer through the CLI, one rate (a per-rate model), from the same pair cache
+    code, out, err = run_cli("train", "restore", "--data", tmp_path / "train.ply", "--no-synth", "--rate", "r2",
+                             "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "1", "--crop", "16",
+                             "--cache-dir", tmp_path / "cache", "-o", tmp_path / "r.pt", "--json")
+    assert code == 0, err
+    assert load_restorer("r2", tmp_path / "r.pt")[1]["rate"] == "r2"
+    with pytest.raises(InputError, match="r2"):
+        load_restorer("r1", tmp_path / "r.pt")
 
 
 def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):
