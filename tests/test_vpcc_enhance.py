@@ -237,6 +237,16 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     model, info = load_denoiser(tmp_path / "w.pt")
     assert info["meta"]["rates"] == ["r1", "r2", "r3", "r4", "r5"] and model.config.channels == 4
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
+    # fine-tuning: the width comes from --init; a different --channels is a usage error
+    tune = ("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth", "--epochs", "2",
+            "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "16", "--cache-dir", tmp_path / "cache",
+            "--init", tmp_path / "w.pt")
+    code, out, err = run_cli(*tune, "-o", tmp_path / "w2.pt", "--json")
+    assert code == 0, err
+    model2, info2 = load_denoiser(tmp_path / "w2.pt")
+    assert model2.config.channels == 4 and info2["meta"]["train_config"]["init"] == str(tmp_path / "w.pt")
+    code, out, err = run_cli(*tune, "--channels", "8", "-o", tmp_path / "w3.pt")
+    assert code == 2 and "--channels 8" in err and not (tmp_path / "w3.pt").exists()
     # the restore trainer through the CLI, one rate (a per-rate model), from the same pair cache
     code, out, err = run_cli("train", "restore", "--data", tmp_path / "train.ply", "--no-synth", "--rate", "r2",
                              "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "1", "--crop", "16",

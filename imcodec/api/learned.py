@@ -88,13 +88,14 @@ def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: i
 # -------------------------------------------------------------------------- V-PCC enhancement
 
 def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, steps_per_epoch: int = 500,
-                        batch_size: int = 8, crop: int = 96, lr: float = 1e-2, channels: int = 16,
-                        seed: int = 0, synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
+                        batch_size: int = 8, crop: int = 96, lr: float = 1e-2, channels: int | None = None,
+                        init: PathLike | None = None, seed: int = 0, synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
                         cache_dir: PathLike | None = None, checkpoint_dir: PathLike | None = None,
                         resume: bool = False, threads: int | None = 1, command: str | None = None,
                         on_pairs=None, on_step=None) -> dict[str, Any]:
     """Train the dual-path depth denoiser on frames V-PCC coded at ``rates``; write a weights file
-    (see imcodec.learned.train_denoise). Pairs are cached in ``cache_dir`` when given."""
+    (see imcodec.learned.train_denoise). Pairs are cached in ``cache_dir`` when given. ``init``: a
+    denoiser weights file to start from (fine-tuning; ``channels`` defaults to its width, else 16)."""
     import torch
 
     from imcodec.io.files import write_bytes_atomic
@@ -106,10 +107,18 @@ def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, step
     if out.is_dir():
         raise UsageError(f"{out}: is a directory, expected a weights file name")
     _check_rates(rates)
+    if init is not None:
+        from imcodec.learned.depth_denoise import load_denoiser
+
+        width = load_denoiser(init)[0].config.channels
+        if channels is not None and channels != width:
+            raise UsageError(f"--channels {channels} differs from the {width} channels of --init {init}")
+        channels = width
     clouds = training_clouds(list(data), tuple(synth_shapes), seed)
     pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
     cfg = DenoiseTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
-                             lr=lr, seed=seed, channels=channels)
+                             lr=lr, seed=seed, channels=16 if channels is None else channels,
+                             init=None if init is None else str(init))
     model, summary = train_denoiser(cfg, pairs, checkpoint_dir, resume, on_step, threads)
     meta = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
             "train_config": summary["train_config"], "history": summary["history"],

@@ -145,8 +145,9 @@ def train_denoise_depth(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 8,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in pixels.")] = 96,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 1e-2,
-    channels: Annotated[int, typer.Option("--channels", min=1, max=64,
-                                          help="Feature channels of both networks.")] = 16,
+    channels: Annotated[Optional[int], typer.Option("--channels", min=1, max=64, help="Feature channels of "
+                                                    "both networks (default 16, or those of --init).")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Denoiser weights to start from (fine-tuning).")] = None,
     seed: SeedOpt = 0,
     no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
     cache_dir: EnhanceCache = None,
@@ -161,7 +162,8 @@ def train_denoise_depth(
     command = _command_line()
     result = _run_enhance_training("training depth denoiser", lambda on_pairs, on_step: api.train_denoise_depth(
         data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
-        channels=channels, seed=seed, synth_shapes=() if no_synth else ("body", "torus"), cache_dir=cache_dir,
+        channels=channels, init=init, seed=seed, synth_shapes=() if no_synth else ("body", "torus"),
+        cache_dir=cache_dir,
         checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
         on_pairs=on_pairs, on_step=on_step))
     _emit(result, "train denoise-depth", json_out)

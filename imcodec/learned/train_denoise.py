@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from imcodec.errors import UsageError
-from imcodec.learned.depth_denoise import DenoiserConfig, DualDenoiser, near_only
+from imcodec.learned.depth_denoise import DenoiserConfig, DualDenoiser, load_denoiser, near_only
 from imcodec.learned.train import open_checkpoint, save_checkpoint
 
 StepFn = Callable[[dict[str, Any]], None]
@@ -44,6 +44,7 @@ class DenoiseTrainConfig:
     seed: int = 0
     val_crops: int = 32
     channels: int = 16
+    init: str | None = None  # weights file to start from (fine-tuning); None: zero-residual networks
 
 
 def _tensor(pairs, idx, ys, xs, crop, rng) -> dict[str, torch.Tensor]:
@@ -124,7 +125,13 @@ def train_denoiser(cfg: DenoiseTrainConfig, pairs: list, checkpoint_dir: str | P
     rng = np.random.default_rng(cfg.seed)
     val_rng = np.random.default_rng(cfg.seed + 1_000_003)
     val = [sample_batch(val_rng, pairs, 4, cfg.crop) for _ in range(max(1, cfg.val_crops // 4))]
-    model = DualDenoiser(DenoiserConfig(channels=cfg.channels))
+    if cfg.init:
+        model = load_denoiser(cfg.init)[0]
+        if model.config.channels != cfg.channels:
+            raise UsageError(f"{cfg.init}: its networks have {model.config.channels} channels, the training "
+                             f"configuration {cfg.channels}")
+    else:
+        model = DualDenoiser(DenoiserConfig(channels=cfg.channels))
     near_epochs = cfg.epochs // 2
     opts = [torch.optim.Adam(model.near.parameters(), lr=cfg.lr), torch.optim.Adam(model.far.parameters(), lr=cfg.lr)]
     start, history, elapsed = 0, [], 0.0
