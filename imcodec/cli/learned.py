@@ -45,6 +45,10 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 CheckpointDirOpt = Annotated[Optional[Path], typer.Option("--checkpoint-dir", help="Write last.pt here after each epoch.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint-dir/last.pt.")]
 TrainThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")]
+StepsOpt = Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Crops per step.")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")]
+NoSynthOpt = Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")]
 
 
 def _command_line() -> str:
@@ -64,10 +68,10 @@ def train_upsample(
     output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("upsample.pt"),
     factor: Annotated[int, typer.Option("--factor", help="Upsampling factor: 2, 4 or 8.")] = 4,
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs.")] = 8,
-    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 200,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 4,
+    steps: StepsOpt = 200,
+    batch_size: BatchOpt = 4,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 2e-3,
+    lr: LrOpt = 2e-3,
     seed: SeedOpt = 0,
     no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add the synthetic shapes of imcodec synth.")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
@@ -141,15 +145,15 @@ def train_denoise_depth(
     data: EnhanceData = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("denoise_depth.pt"),
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs (first half near network, second half far).")] = 8,
-    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 500,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 8,
+    steps: StepsOpt = 500,
+    batch_size: BatchOpt = 8,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in pixels.")] = 96,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 1e-2,
+    lr: LrOpt = 1e-2,
     channels: Annotated[Optional[int], typer.Option("--channels", min=1, max=64, help="Feature channels of "
                                                     "both networks (default 16, or those of --init).")] = None,
     init: Annotated[Optional[Path], typer.Option("--init", help="Denoiser weights to start from (fine-tuning).")] = None,
     seed: SeedOpt = 0,
-    no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
+    no_synth: NoSynthOpt = False,
     cache_dir: EnhanceCache = None,
     checkpoint_dir: CheckpointDirOpt = None,
     resume: ResumeOpt = False,
@@ -163,8 +167,7 @@ def train_denoise_depth(
     result = _run_enhance_training("training depth denoiser", lambda on_pairs, on_step: api.train_denoise_depth(
         data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
         channels=channels, init=init, seed=seed, synth_shapes=() if no_synth else ("body", "torus"),
-        cache_dir=cache_dir,
-        checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
+        cache_dir=cache_dir, checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
         on_pairs=on_pairs, on_step=on_step))
     _emit(result, "train denoise-depth", json_out)
 
@@ -175,12 +178,12 @@ def train_restore(
     output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("restore.pt"),
     rate: Annotated[Optional[list[str]], typer.Option("--rate", help="Rates to train on (repeatable; default r1..r5; one rate makes a per-rate model).")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs.")] = 5,
-    steps: Annotated[int, typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = 120,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Crops per step.")] = 3,
+    steps: StepsOpt = 120,
+    batch_size: BatchOpt = 3,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam, cosine decay).")] = 2e-3,
+    lr: LrOpt = 2e-3,
     seed: SeedOpt = 0,
-    no_synth: Annotated[bool, typer.Option("--no-synth", help="Do not add synthetic shapes.")] = False,
+    no_synth: NoSynthOpt = False,
     cache_dir: EnhanceCache = None,
     checkpoint_dir: CheckpointDirOpt = None,
     resume: ResumeOpt = False,
