@@ -2,9 +2,10 @@
 
 Held-out frames (not used to train the shipped weights): soldier 0538 and basketball 2. Each frame
 is V-PCC coded (geometry only, the codec's defaults) at CTC rates r1..r5; its sub-streams are
-decoded three ways: the plain decoder, the decoder with the depth denoiser (``--denoise-depth``,
-shipped weights) and the plain decoder followed by artifact removal (``imcodec restore``, shipped
-all-rate weights, with the rate's keep ratio). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
+decoded four ways: the plain decoder, the decoder with the depth denoiser (``--denoise-depth``,
+shipped weights: the look-up-table denoiser), the decoder with the peer denoiser (``--peer-denoiser``,
+default the shipped CNN; columns ``*_peer``) and the plain decoder followed by artifact removal
+(``imcodec restore``, shipped all-rate weights, with the rate's keep ratio). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
 pc_error conventions); rate = stream bytes x 8 / input points. Decode times are wall seconds of
 the V-PCC decoder (video decoding included) with 2 threads, best of ``--repeat``.
 
@@ -46,7 +47,7 @@ def timed(fn, repeat: int):
     return best, out
 
 
-def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weights=None) -> dict:
+def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weights=None, peer=None) -> dict:
     import torch
 
     from imcodec.io.ply import read_ply
@@ -60,6 +61,7 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
     src = read_ply(path)
     ref = PointCloud(src.points, None)
     denoiser = DepthDenoiser(dn_weights)
+    peer_dn = DepthDenoiser(peer) if peer else None
     out = {"file": path.name, "points": len(ref), "rates": {}}
     for rate in RATES:
         cfg = replace(config_from_options({"rate": rate, "threads": 2}))
@@ -73,6 +75,10 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
                "decode_s": round(t_plain, 4), "decode_denoised_s": round(t_dn, 4)}
         row["decode_ratio_denoised"] = round(t_dn / t_plain, 3)
         row["d1_gain_denoised"] = row["d1_psnr_denoised"] - row["d1_psnr"]
+        if peer_dn is not None:
+            t_pe, pe = timed(lambda: decode_components(frame.components, sp, threads=2, denoiser=peer_dn), repeat)
+            row.update({"d1_psnr_denoised_peer": d1(ref, pe), "points_out_denoised_peer": len(pe),
+                        "decode_denoised_peer_s": round(t_pe, 4), "decode_ratio_denoised_peer": round(t_pe / t_plain, 3)})
         if rate in restore_rates:
             model, info = load_restorer(rate, rs_weights)
             torch.set_num_threads(2)
@@ -99,6 +105,10 @@ def summarise(frame: dict) -> dict:
     s = {"bd_rate_denoised_pct": bd_rate(r, [x["d1_psnr"] for x in rows], r, [x["d1_psnr_denoised"] for x in rows]),
          "bd_psnr_denoised_db": bd_psnr(r, [x["d1_psnr"] for x in rows], r, [x["d1_psnr_denoised"] for x in rows]),
          "max_decode_ratio_denoised": max(x["decode_ratio_denoised"] for x in rows)}
+    if all("d1_psnr_denoised_peer" in x for x in rows):
+        s["bd_rate_denoised_peer_pct"] = bd_rate(r, [x["d1_psnr"] for x in rows], r,
+                                                 [x["d1_psnr_denoised_peer"] for x in rows])
+        s["max_decode_ratio_denoised_peer"] = max(x["decode_ratio_denoised_peer"] for x in rows)
     gains = {k: v["d1_gain_restored"] for k, v in frame["rates"].items() if "d1_gain_restored" in v}
     if gains:
         s["restore_gain_db"] = gains
@@ -112,7 +122,9 @@ def main() -> None:
     ap.add_argument("--restore-rates", nargs="*", default=["r1", "r2", "r5"])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--frames", nargs="*", default=None, help="PLY files (default: the held-out frames)")
-    ap.add_argument("--denoise-weights", default=None, help="default: the shipped file")
+    ap.add_argument("--denoise-weights", default=None, help="default: the shipped LUT denoiser")
+    ap.add_argument("--peer-denoiser", default="cnn", help="second denoiser to compare (file, 'lut' or 'cnn'; "
+                                                            "'' for none); default the shipped CNN")
     ap.add_argument("--restore-weights", default=None, help="default: the shipped file")
     ap.add_argument("--name", default="vpcc_enhance", help="results file name")
     args = ap.parse_args()
@@ -120,7 +132,8 @@ def main() -> None:
     frames = [Path(f) for f in args.frames] if args.frames else HELD_OUT
     results = {}
     for path in frames:
-        fr = run_frame(path, set(args.restore_rates), args.repeat, args.denoise_weights, args.restore_weights)
+        fr = run_frame(path, set(args.restore_rates), args.repeat, args.denoise_weights, args.restore_weights,
+                       args.peer_denoiser)
         fr["summary"] = summarise(fr)
         print(path.name, fr["summary"], flush=True)
         results[path.stem] = fr
@@ -128,7 +141,8 @@ def main() -> None:
                "decode_ratio": "<= 2"}
     write_result(args.name, {"frames": results, "targets": targets,
                                   "notes": "geometry only; decode with 2 threads",
-                                  "weights": {"denoise": args.denoise_weights or "shipped",
+                                  "weights": {"denoise": args.denoise_weights or "shipped (lut)",
+                                              "peer_denoiser": args.peer_denoiser,
                                               "restore": args.restore_weights or "shipped"}})
 
 

@@ -188,5 +188,21 @@ def test_stream_parameters_of_another_version_are_refused():
     RDO) would decode to wrong colours; the reader names the version instead."""
     data = StreamParams.from_config(VpccConfig()).pack()
     assert StreamParams.unpack(data) == StreamParams.from_config(VpccConfig())
-    with pytest.raises(BitstreamError, match="version 1 is not supported"):
+    with pytest.raises(BitstreamError, match="version 1 are not supported"):
         StreamParams.unpack(bytes([1]) + data[1:])
+
+
+def test_stream_parameters_carry_the_geometry_qp_and_version_2_is_read():
+    """Version 3 adds the geometry QP (the depth denoiser's tables depend on it); version-2 streams,
+    which differ only in lacking it, still decode, with QP 0 (unknown)."""
+    from dataclasses import replace
+
+    sp = StreamParams.from_config(replace(VpccConfig(), geometry_qp=27))
+    assert sp.geometry_qp == 27 and StreamParams.unpack(sp.pack()) == sp
+    assert StreamParams.from_config(replace(VpccConfig(), lossless=True)).geometry_qp == 0
+    v2 = bytes([2]) + sp.pack()[1:-1]
+    assert StreamParams.unpack(v2) == replace(sp, geometry_qp=0)
+    with pytest.raises(BitstreamError, match="version 2.*12 bytes, expected 11"):
+        StreamParams.unpack(v2 + b"\0")
+    with pytest.raises(BitstreamError, match="damaged"):
+        StreamParams.unpack(sp.pack()[:-1] + bytes([60]))

@@ -170,6 +170,48 @@ def test_decoder_with_denoiser_is_deterministic(vpcc_stream, denoise_file, ident
     assert not np.array_equal(np.sort(a, axis=0), np.sort(plain, axis=0))
 
 
+def test_decoder_with_the_shipped_lut_denoiser(vpcc_stream):
+    """The default denoiser (look-up tables) changes the decoded points, deterministically, whatever
+    the thread count; the stream's QP picks the r1 tables."""
+    from imcodec import api
+    from imcodec.io.ply import read_ply
+    from imcodec.learned.depth_denoise import DepthDenoiser
+    from imcodec.vpcc.codec import decode_components
+    from imcodec.vpcc.config import StreamParams
+
+    d = vpcc_stream
+    api.decode(d / "body.imc", d / "plain_l.ply")
+    api.decode(d / "body.imc", d / "lut.ply", denoise_depth=True)
+    plain, lut = read_ply(d / "plain_l.ply").points, read_ply(d / "lut.ply").points
+    assert not np.array_equal(np.sort(plain, axis=0), np.sort(lut, axis=0))
+    from imcodec.io.bitstream import parse_stream, read_frame, read_stream_bytes
+
+    data = read_stream_bytes(d / "body.imc")
+    header, entries = parse_stream(data)
+    frames = [read_frame(data, e) for e in entries]
+    sp = StreamParams.unpack(header.params)
+    assert sp.geometry_qp == 32
+    one = DepthDenoiser(threads=1)
+    assert one.is_lut and one.model.table_set(sp.geometry_qp) == 0
+    a = decode_components(frames[0], sp, denoiser=one).points
+    b = decode_components(frames[0], sp, denoiser=DepthDenoiser(threads=2)).points
+    assert np.array_equal(a, b) and np.array_equal(np.sort(a, axis=0), np.sort(lut, axis=0))
+
+
+def test_pixel_mask_is_the_mask_of_pixel_maps(vpcc_stream):
+    from imcodec.io.bitstream import parse_stream, read_frame, read_stream_bytes
+    from imcodec.learned.enhance_data import decoded_depth, pixel_mask, pixel_maps
+    from imcodec.vpcc.config import StreamParams
+
+    data = read_stream_bytes(vpcc_stream / "body.imc")
+    header, entries = parse_stream(data)
+    frames = [read_frame(data, e) for e in entries]
+    sp = StreamParams.unpack(header.params)
+    meta, occ, owner, _ = decoded_depth(frames[0], sp)
+    mask = pixel_mask(meta, occ, owner, sp.b0)
+    assert mask.any() and np.array_equal(mask, pixel_maps(meta, occ, owner, sp.b0)[0])
+
+
 def test_denoise_depth_on_octree_stream_is_refused(vpcc_stream, denoise_file):
     from imcodec import api
 
@@ -230,7 +272,7 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
                              "--weights", restore_file)
     assert code == 1 and "r1" in err
     write_ply(make_cloud("sphere", bits=6, seed=5), tmp_path / "train.ply")
-    code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
+    code, out, err = run_cli("train", "denoise-depth", "--arch", "cnn", "--data", tmp_path / "train.ply", "--no-synth",
                              "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "16",
                              "--channels", "4", "--cache-dir", tmp_path / "cache", "-o", tmp_path / "w.pt", "--json")
     assert code == 0, err
@@ -238,7 +280,7 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     assert info["meta"]["rates"] == ["r1", "r2", "r3", "r4", "r5"] and model.config.channels == 4
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
     # fine-tuning: the width comes from --init; a different --channels is a usage error
-    tune = ("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth", "--epochs", "2",
+    tune = ("train", "denoise-depth", "--arch", "cnn", "--data", tmp_path / "train.ply", "--no-synth", "--epochs", "2",
             "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "16", "--cache-dir", tmp_path / "cache",
             "--init", tmp_path / "w.pt")
     code, out, err = run_cli(*tune, "-o", tmp_path / "w2.pt", "--json")
@@ -247,6 +289,18 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     assert model2.config.channels == 4 and info2["meta"]["train_config"]["init"] == str(tmp_path / "w.pt")
     code, out, err = run_cli(*tune, "--channels", "8", "-o", tmp_path / "w3.pt")
     assert code == 2 and "--channels 8" in err and not (tmp_path / "w3.pt").exists()
+    # the look-up-table denoiser (the default --arch) from the same pair cache; CNN-only options refused
+    code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
+                             "--cache-dir", tmp_path / "cache", "-o", tmp_path / "lut.pt", "--json")
+    assert code == 0, err
+    lut, info = load_denoiser(tmp_path / "lut.pt")
+    assert info["arch"] == "dualpath-lut" and lut.qps == (32, 28, 24, 20, 16)
+    code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
+                             "--channels", "8", "-o", tmp_path / "lut2.pt")
+    assert code == 2 and "--arch cnn" in err and not (tmp_path / "lut2.pt").exists()
+    code, out, err = run_cli("decode", d / "body.imc", "-o", tmp_path / "dl.ply", "--denoise-depth",
+                             "--weights", tmp_path / "lut.pt")
+    assert code == 0, err
     # the restore trainer through the CLI, one rate (a per-rate model), from the same pair cache
     code, out, err = run_cli("train", "restore", "--data", tmp_path / "train.ply", "--no-synth", "--rate", "r2",
                              "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "1", "--crop", "16",

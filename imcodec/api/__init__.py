@@ -23,6 +23,7 @@ from imcodec.api.coding import (
 from imcodec.api.learned import (
     restore,
     train_denoise_depth,
+    train_denoise_lut,
     train_restore,
     train_upsample,
     upsample,
@@ -58,6 +59,7 @@ __all__ = [
     "restore",
     "synth",
     "train_denoise_depth",
+    "train_denoise_lut",
     "train_restore",
     "train_upsample",
     "upsample",

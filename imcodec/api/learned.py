@@ -87,6 +87,39 @@ def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: i
 
 # -------------------------------------------------------------------------- V-PCC enhancement
 
+def train_denoise_lut(data: list[str], output: PathLike, synth_shapes: tuple[str, ...] = ("body", "torus"),
+                      rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"), min_count: int = 5, seed: int = 0,
+                      cache_dir: PathLike | None = None, command: str | None = None, on_pairs=None,
+                      on_step=None) -> dict[str, Any]:
+    """Fit the look-up-table depth denoiser (imcodec.learned.depth_lut) on frames V-PCC coded at
+    ``rates``, one table set per rate's geometry QP; write a weights file. Deterministic (``seed``
+    only picks the synthetic shapes)."""
+    import time
+
+    from imcodec.io.files import write_bytes_atomic
+    from imcodec.learned.depth_lut import fit_lut, weights_bytes
+    from imcodec.learned.enhance_data import load_pairs, training_clouds
+    from imcodec.vpcc.config import CTC_RATES
+
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    _check_rates(rates)
+    if min_count < 1:
+        raise UsageError(f"--min-count must be >= 1, got {min_count}")
+    clouds = training_clouds(list(data), tuple(synth_shapes), seed)
+    pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
+    t0 = time.perf_counter()
+    tune = (lambda done, total, note: on_step({"tune": (done, total, note)})) if on_step is not None else None
+    model, summary = fit_lut(pairs, {r: CTC_RATES[r][0] for r in rates}, min_count, tune)
+    seconds = time.perf_counter() - t0
+    meta = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
+            "min_count": min_count, "seconds": seconds, **summary}
+    write_bytes_atomic(out, weights_bytes(model, meta))
+    return {"weights": str(out), "pairs": len(pairs), "qps": summary["qps"], "seconds": round(seconds, 1),
+            "train_mse": summary["train_mse"]}
+
+
 def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, steps_per_epoch: int = 500,
                         batch_size: int = 8, crop: int = 96, lr: float = 1e-2, channels: int | None = None,
                         init: PathLike | None = None, seed: int = 0, synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
@@ -110,7 +143,13 @@ def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, step
     if init is not None:
         from imcodec.learned.depth_denoise import load_denoiser
 
-        width = load_denoiser(init)[0].config.channels
+        from imcodec.learned.depth_lut import LutDenoiser
+
+        init_model = load_denoiser(init)[0]
+        if isinstance(init_model, LutDenoiser):
+            raise UsageError(f"--init {init}: not CNN denoiser weights (a look-up-table denoiser cannot be "
+                             f"fine-tuned; fit a new one with --arch lut)")
+        width = init_model.config.channels
         if channels is not None and channels != width:
             raise UsageError(f"--channels {channels} differs from the {width} channels of --init {init}")
         channels = width

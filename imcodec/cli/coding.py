@@ -69,7 +69,7 @@ def decode(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY (one frame) or directory (several frames).")],
     frames: Annotated[Optional[str], typer.Option("--frames", help="Frame numbers A:B (A <= n < B), A: , :B or A.")] = None,
     denoise_depth: Annotated[bool, typer.Option("--denoise-depth", help="V-PCC: filter the decoded depth images with the learned denoiser.")] = False,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="Depth-denoiser weights (default: the shipped ones).")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Depth-denoiser weights: a file, or the shipped 'lut' (default) or 'cnn'.")] = None,
     restore: Annotated[bool, typer.Option("--restore", help="Run learned geometry artifact removal on each decoded frame.")] = False,
     restore_weights: Annotated[Optional[Path], typer.Option("--restore-weights", help="Artifact-removal weights (default: the shipped ones).")] = None,
     restore_rate: Annotated[Optional[str], typer.Option("--restore-rate", help="Rate (r1..r5) the stream was coded at, for --restore.")] = None,

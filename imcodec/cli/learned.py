@@ -13,6 +13,11 @@ from imcodec.cli._app import JsonOpt, _emit, _info, _progress_bar, _with_progres
 
 # ------------------------------------------------------------------------------------- upsampling
 
+class DenoiseArch(str, Enum):
+    lut = "lut"
+    cnn = "cnn"
+
+
 class EngineOpt(str, Enum):
     torch = "torch"
     minkowski = "minkowski"
@@ -152,6 +157,9 @@ def train_denoise_depth(
     channels: Annotated[Optional[int], typer.Option("--channels", min=1, max=64, help="Feature channels of "
                                                     "both networks (default 16, or those of --init).")] = None,
     init: Annotated[Optional[Path], typer.Option("--init", help="Denoiser weights to start from (fine-tuning).")] = None,
+    arch: Annotated[DenoiseArch, typer.Option("--arch", help="lut: look-up tables (fast decoding; the shipped "
+                                              "default); cnn: the dual-path CNN.")] = "lut",
+    min_count: Annotated[int, typer.Option("--min-count", min=1, help="LUT: table entries seen fewer times stay 0.")] = 5,
     seed: SeedOpt = 0,
     no_synth: NoSynthOpt = False,
     cache_dir: EnhanceCache = None,
@@ -160,10 +168,22 @@ def train_denoise_depth(
     threads: TrainThreadsOpt = 1,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train the V-PCC depth denoiser (near, then far network) on frames coded at r1..r5."""
+    """Train the V-PCC depth denoiser on frames coded at r1..r5: fit the look-up tables (--arch lut,
+    the decoder's default; --epochs, --steps, --batch-size, --crop, --lr, --channels, --init,
+    --checkpoint-dir and --threads apply to the CNN only) or train the CNN (near, then far network)."""
     from imcodec import api
 
     command = _command_line()
+    if DenoiseArch(arch) is DenoiseArch.lut:
+        from imcodec.errors import UsageError
+
+        if init is not None or channels is not None:
+            raise UsageError("--init and --channels are options of the CNN (--arch cnn)")
+        result = _run_enhance_training("fitting depth-denoiser tables", lambda on_pairs, on_step: api.train_denoise_lut(
+            data or [], output, synth_shapes=() if no_synth else ("body", "torus"), min_count=min_count, seed=seed,
+            cache_dir=cache_dir, command=command, on_pairs=on_pairs, on_step=on_step))
+        _emit(result, "train denoise-depth", json_out)
+        return
     result = _run_enhance_training("training depth denoiser", lambda on_pairs, on_step: api.train_denoise_depth(
         data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
         channels=channels, init=init, seed=seed, synth_shapes=() if no_synth else ("body", "torus"),

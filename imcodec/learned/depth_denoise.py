@@ -126,27 +126,42 @@ def weights_bytes(model: DualDenoiser, meta: dict[str, Any] | None = None) -> by
     return buf.getvalue()
 
 
-def shipped_denoiser() -> Path:
+SHIPPED = {"lut": "denoise_depth.pt", "cnn": "denoise_depth_cnn.pt"}  # the default first
+
+
+def shipped_denoiser(name: str = "lut") -> Path:
+    """Path of a shipped denoiser: "lut" (the default, :mod:`imcodec.learned.depth_lut`) or "cnn"."""
     from imcodec.learned.zoo import WEIGHTS_DIR
 
-    path = WEIGHTS_DIR / "denoise_depth.pt"
+    path = WEIGHTS_DIR / SHIPPED[name]
     if not path.is_file():
         raise InputError(f"no shipped depth-denoising weights ({path} missing); train some with "
                          f"`imcodec train denoise-depth` and pass --weights FILE")
     return path
 
 
-def load_denoiser(weights: str | os.PathLike | None = None) -> tuple[DualDenoiser, dict[str, Any]]:
-    """The depth denoiser from ``weights`` (default: the shipped file), in eval mode, on the CPU.
-    InputError for a file of another tool or architecture."""
+def load_denoiser(weights: str | os.PathLike | None = None):
+    """(model, info): the depth denoiser from ``weights`` — a file, or a shipped name ("lut", "cnn");
+    default the shipped LUT denoiser. The model is a :class:`DualDenoiser` (CNN, in eval mode, on the
+    CPU) or a :class:`imcodec.learned.depth_lut.LutDenoiser`, as the file says. InputError for a file
+    of another tool or architecture."""
+    from imcodec.learned import depth_lut
     from imcodec.learned.zoo import read_weights
 
-    path = Path(weights) if weights is not None else shipped_denoiser()
+    if weights is None or (str(weights) in SHIPPED and not Path(weights).exists()):
+        path = shipped_denoiser("lut" if weights is None else str(weights))
+    else:
+        path = Path(weights)
     payload = read_weights(path)
     if payload["task"] != TASK:
         raise InputError(f"{path}: weights are for task {payload['task']!r}, expected {TASK!r}")
+    if payload["arch"] == depth_lut.ARCH:
+        model = depth_lut.from_weights(path, payload)
+        return model, {"weights": str(path), "arch": depth_lut.ARCH, "config": payload["config"],
+                       "meta": payload.get("meta", {})}
     if payload["arch"] != ARCH:
-        raise InputError(f"{path}: weights are for architecture {payload['arch']!r}, expected {ARCH!r}")
+        raise InputError(f"{path}: weights are for architecture {payload['arch']!r}, expected {ARCH!r} "
+                         f"or {depth_lut.ARCH!r}")
     try:
         model = DualDenoiser(DenoiserConfig.from_dict(payload["config"]))
         model.load_state_dict(payload["state_dict"], strict=True)
@@ -154,7 +169,7 @@ def load_denoiser(weights: str | os.PathLike | None = None) -> tuple[DualDenoise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: weights do not fit the {ARCH} architecture ({first})") from None
     model.eval().to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPU, same output
-    return model, {"weights": str(path), "config": payload["config"], "meta": payload.get("meta", {})}
+    return model, {"weights": str(path), "arch": ARCH, "config": payload["config"], "meta": payload.get("meta", {})}
 
 
 # ---------------------------------------------------------------------------------------- decoding
@@ -209,7 +224,8 @@ def near_only(model: DualDenoiser, d0: torch.Tensor, m: torch.Tensor, e: torch.T
 
 class DepthDenoiser:
     """Decoder hook: ``denoiser(geo_frames, meta, occ, owner, sp) -> geo_frames`` with the occupied
-    pixels of the depth frames (D0, and D1 when present) replaced by the networks' output.
+    pixels of the depth frames (D0, and D1 when present) replaced by the denoiser's output (the LUT
+    denoiser by default, or the CNN; see :func:`load_denoiser`).
 
     Lossless geometry streams are returned unchanged (their depths are exact).
     """
@@ -218,21 +234,31 @@ class DepthDenoiser:
         self.model, self.info = load_denoiser(weights)
         self.threads = threads
 
+    @property
+    def is_lut(self) -> bool:
+        return not isinstance(self.model, DualDenoiser)
+
     def __call__(self, geo_frames: list, meta, occ, owner, sp) -> list:
         from imcodec.learned.enhance_data import pixel_maps
 
         if sp.geometry_codec != "hevc" or not geo_frames:
             return geo_frames
-        mask, edge = pixel_maps(meta, occ, owner, sp.b0)
         maxv = 1023 if sp.geometry_pix_fmt == "gray10le" else 255
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            d0 = geo_frames[0][0]
-            d1 = geo_frames[1][0] if len(geo_frames) > 1 else None
-            n0, n1 = denoise_images(self.model, d0, d1, mask, edge, maxv)
-        finally:
-            torch.set_num_threads(before)
+        d0 = geo_frames[0][0]
+        d1 = geo_frames[1][0] if len(geo_frames) > 1 else None
+        if self.is_lut:
+            from imcodec.learned.enhance_data import pixel_mask
+
+            self.model.threads = self.threads
+            n0, n1 = self.model.denoise(d0, d1, pixel_mask(meta, occ, owner, sp.b0), maxv, sp.geometry_qp)
+        else:
+            mask, edge = pixel_maps(meta, occ, owner, sp.b0)
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                n0, n1 = denoise_images(self.model, d0, d1, mask, edge, maxv)
+            finally:
+                torch.set_num_threads(before)
         out = [(n0,) + tuple(geo_frames[0][1:])]
         if n1 is not None:
             out.append((n1,) + tuple(geo_frames[1][1:]))

@@ -61,6 +61,35 @@ def pixel_maps(meta, occ: np.ndarray, owner: np.ndarray, b0: int) -> tuple[np.nd
     return mask, edge & mask
 
 
+def dihedral(a: np.ndarray, k: int) -> np.ndarray:
+    """Image ``a`` turned by the k-th (0..7) flip/transpose: bit 0 flips rows, bit 1 columns, bit 2
+    transposes (patches are packed in several orientations, so training sees all 8); contiguous."""
+    if k & 1:
+        a = a[::-1]
+    if k & 2:
+        a = a[:, ::-1]
+    if k & 4:
+        a = a.T
+    return np.ascontiguousarray(a)
+
+
+def pixel_mask(meta, occ: np.ndarray, owner: np.ndarray, b0: int) -> np.ndarray:
+    """(H, W) bool occupied canvas pixels: the first map of :func:`pixel_maps` (the pixels of
+    :func:`imcodec.vpcc.reconstruct.occupied_pixels`), from block maps, without listing pixels."""
+    from imcodec.vpcc.reconstruct import BLOCK
+
+    h, w = meta.height, meta.width
+    cells = np.repeat(np.repeat(np.asarray(occ, dtype=bool), b0, axis=0), b0, axis=1)[:h, :w]
+    owned = np.repeat(np.repeat(np.asarray(owner) >= 0, BLOCK, axis=0), BLOCK, axis=1)[:h, :w]
+    mask = np.zeros((h, w), dtype=bool)
+    mask[:cells.shape[0], :cells.shape[1]] = cells
+    mask[:owned.shape[0], :owned.shape[1]] &= owned
+    if owned.shape != (h, w):
+        mask[owned.shape[0]:, :] = False
+        mask[:, owned.shape[1]:] = False
+    return mask
+
+
 def decoded_depth(components: dict[str, bytes], sp, threads: int = 2):
     """(meta, occ, owner, geo_frames) of a coded frame, as the decoder sees them."""
     from imcodec.vpcc.metadata import decode_meta

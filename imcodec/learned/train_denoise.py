@@ -26,6 +26,7 @@ import torch
 
 from imcodec.errors import UsageError
 from imcodec.learned.depth_denoise import DenoiserConfig, DualDenoiser, load_denoiser, near_only
+from imcodec.learned.enhance_data import dihedral
 from imcodec.learned.train import open_checkpoint, save_checkpoint
 
 StepFn = Callable[[dict[str, Any]], None]
@@ -54,14 +55,7 @@ def _tensor(pairs, idx, ys, xs, crop, rng) -> dict[str, torch.Tensor]:
         p = pairs[i]
         k = int(rng.integers(8))
         for name in keys:
-            a = getattr(p, name)[y:y + crop, x:x + crop].astype(np.float32)
-            if k & 1:
-                a = a[::-1]
-            if k & 2:
-                a = a[:, ::-1]
-            if k & 4:
-                a = a.T
-            out[name].append(np.ascontiguousarray(a))
+            out[name].append(dihedral(getattr(p, name)[y:y + crop, x:x + crop].astype(np.float32), k))
     return {k: torch.from_numpy(np.stack(v))[:, None] for k, v in out.items()}
 
 

@@ -15,7 +15,7 @@ DEFAULT_RATE = "r3"
 # 2: the decoder re-codes synthesised references with full RDO (video.LOSSY_RDO) and predicts colour
 # from every point within the radius (motion.predict_colors); version 1 streams with motion hints
 # would decode to wrong colours, so they are refused
-STREAM_VERSION = 2
+STREAM_VERSION = 3  # 3: + geometry QP (the depth denoiser's tables depend on it); 2 is still read
 X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
 
@@ -196,7 +196,8 @@ def config_from_options(options: dict[str, Any]) -> VpccConfig:
 
 # --------------------------------------------------------------------------------- stream params
 
-_PARAMS = struct.Struct("<BBBBBBBBBBB")
+_PARAMS = struct.Struct("<BBBBBBBBBBBB")
+_PARAMS_V2 = struct.Struct("<BBBBBBBBBBB")  # version 2: no geometry QP
 _FLAG_FILL, _FLAG_SMOOTH_ALL = 1, 2
 
 
@@ -218,6 +219,7 @@ class StreamParams:
     smooth_radius: int = 0
     smooth_weight16: int = 8
     smooth_all: bool = False
+    geometry_qp: int = 0  # x265 QP of the geometry video; 0 for lossless codecs and version-2 streams
 
     @property
     def n_attribute_frames(self) -> int:
@@ -232,7 +234,7 @@ class StreamParams:
         return _PARAMS.pack(STREAM_VERSION, CODECS.index(self.geometry_codec),
                             PIX_FMT_IDS.index(self.geometry_pix_fmt), self.b0, self.thickness,
                             self.geometry_layers, self.attribute_layers, self.orientations, flags,
-                            self.smooth_radius, self.smooth_weight16)
+                            self.smooth_radius, self.smooth_weight16, self.geometry_qp)
 
     @classmethod
     def from_config(cls, cfg: VpccConfig) -> "StreamParams":
@@ -240,19 +242,24 @@ class StreamParams:
         return cls(cfg.geometry_codec, cfg.geometry_pix_fmt, cfg.b0, thickness,
                    cfg.geometry_layers, cfg.attribute_layers, cfg.orientations,
                    cfg.fill_layers and cfg.geometry_layers == 2, cfg.smoothing_radius,
-                   int(round(cfg.smoothing_weight * 16)), cfg.smoothing_all)
+                   int(round(cfg.smoothing_weight * 16)), cfg.smoothing_all,
+                   cfg.geometry_qp if cfg.geometry_codec == "hevc" else 0)
 
     @classmethod
     def unpack(cls, data: bytes) -> "StreamParams":
-        if len(data) != _PARAMS.size:
-            raise BitstreamError(f"V-PCC stream parameters have {len(data)} bytes, expected {_PARAMS.size}")
-        ver, gc, gp, b0, th, gl, al, orient, flags, radius, weight = _PARAMS.unpack(data)
-        if ver != STREAM_VERSION:
-            raise BitstreamError(f"V-PCC stream version {ver} is not supported (this imcodec reads "
-                                 f"{STREAM_VERSION})")
+        ver = data[0] if data else None
+        layout = {STREAM_VERSION: _PARAMS, 2: _PARAMS_V2}.get(ver)
+        if layout is None:
+            raise BitstreamError(f"V-PCC stream parameters of version {ver} are not supported (this imcodec "
+                                 f"reads versions 2 and {STREAM_VERSION})")
+        if len(data) != layout.size:
+            raise BitstreamError(f"V-PCC stream parameters (version {ver}) have {len(data)} bytes, expected "
+                                 f"{layout.size}")
+        ver, gc, gp, b0, th, gl, al, orient, flags, radius, weight, *rest = layout.unpack(data)
+        qp = rest[0] if rest else 0
         if (gc >= len(CODECS) or gp >= 2 or b0 not in (1, 2, 4, 8, 16) or th > 16 or gl not in (1, 2)
                 or al not in (1, 2) or orient not in (1, 2, 4, 8) or flags > 3 or radius > 8
-                or not 1 <= weight <= 16):
+                or not 1 <= weight <= 16 or qp > 51):
             raise BitstreamError(f"V-PCC stream parameters are damaged: {data.hex()}")
         return cls(CODECS[gc], PIX_FMT_IDS[gp], b0, th, gl, al, orient, bool(flags & _FLAG_FILL), radius,
-                   weight, bool(flags & _FLAG_SMOOTH_ALL))
+                   weight, bool(flags & _FLAG_SMOOTH_ALL), qp)
