@@ -7,8 +7,9 @@ A weights file is a ``torch.save`` dict (loaded with ``weights_only=True``) with
 
 so a file for another task, architecture or factor is refused with a message naming the file,
 what it holds and what was expected. The V-PCC enhancement tools use the same header through
-:func:`read_weights`: task "denoise-depth" (:mod:`imcodec.learned.depth_denoise`, shipped as
-``denoise_depth.pt``) and task "restore" with a ``rate`` field (:mod:`imcodec.learned.restore`,
+:func:`read_weights`: task "denoise-depth" (arch "dualpath-lut", :mod:`imcodec.learned.depth_lut`,
+shipped as ``denoise_depth.pt``; arch "dualpath-cnn", :mod:`imcodec.learned.depth_denoise`, shipped as
+``denoise_depth_cnn.pt``) and task "restore" with a ``rate`` field (:mod:`imcodec.learned.restore`,
 shipped as ``restore.pt``).
 """
 
