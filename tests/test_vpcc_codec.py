@@ -12,7 +12,7 @@ from imcodec.errors import BitstreamError, InputError, ToolError, UsageError
 from imcodec.synth import make_cloud
 from imcodec.types import PointCloud
 from imcodec.vpcc.config import CTC_RATES, StreamParams, VpccConfig
-from imcodec.vpcc.encoder import COMPONENTS
+from imcodec.vpcc.encoder import COMPONENTS, SOURCE_COMPONENT, source_points
 
 FAST = dict(threads=1, preset="fast")
 
@@ -56,7 +56,8 @@ def test_lossless_reconstructs_the_exact_point_set(body, video):
 
 def test_lossy_decoder_equals_encoder_reconstruction(body, lossy_code):
     codec, cfg, code = lossy_code
-    assert set(code.components) == set(COMPONENTS)
+    assert set(code.components) == set(COMPONENTS) | {SOURCE_COMPONENT}
+    assert source_points(code.components) == len(np.unique(_keys(body.points)))
     dec = _decode(codec, cfg, code.components)
     assert np.array_equal(dec.points, code.recon.points)
     assert np.array_equal(dec.colors, code.recon.colors)
@@ -173,7 +174,7 @@ def test_cli_encode_decode_round_trip(tmp_path, run_cli, body):
     code, out, err = run_cli("encode", "--codec", "vpcc", src, "-o", stream, "--rate", "r1", "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert set(result["components"]) == set(COMPONENTS)
+    assert set(result["components"]) == set(COMPONENTS) | {SOURCE_COMPONENT}
     assert result["bytes"] == stream.stat().st_size
     code, out, err = run_cli("decode", stream, "-o", tmp_path / "dec.ply")
     assert code == 0, err

@@ -271,6 +271,10 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     code, out, err = run_cli("restore", tmp_path / "dn.ply", "-o", tmp_path / "rs.ply", "--rate", "r2",
                              "--weights", restore_file)
     assert code == 1 and "r1" in err
+    code, out, err = run_cli("restore", tmp_path / "dn.ply", "-o", tmp_path / "rp.ply", "--rate", "r1",
+                             "--weights", restore_file, "--points", "777")
+    assert code == 0, err
+    assert len(read_ply(tmp_path / "rp.ply")) == 777
     write_ply(make_cloud("sphere", bits=6, seed=5), tmp_path / "train.ply")
     code, out, err = run_cli("train", "denoise-depth", "--arch", "cnn", "--data", tmp_path / "train.ply", "--no-synth",
                              "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "16",
@@ -309,6 +313,31 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     assert load_restorer("r2", tmp_path / "r.pt")[1]["rate"] == "r2"
     with pytest.raises(InputError, match="r2"):
         load_restorer("r1", tmp_path / "r.pt")
+
+
+def test_restore_after_the_denoiser_keeps_the_source_voxel_count(vpcc_stream, restore_file):
+    """decode --denoise-depth --restore keeps as many points as the source had (the stream says how
+    many); --restore alone keeps the weights' ratio of the decoded voxels."""
+    from imcodec import api
+    from imcodec.io.ply import read_ply
+
+    d = vpcc_stream
+    source = len(np.unique(make_cloud("body", bits=7, seed=3).points, axis=0))
+    api.decode(d / "body.imc", d / "dr2.ply", denoise_depth=True, restore=True, restore_rate="r1",
+               restore_weights=restore_file)
+    assert len(read_ply(d / "dr2.ply")) == source
+    api.decode(d / "body.imc", d / "dn2.ply", denoise_depth=True)
+    assert len(np.unique(read_ply(d / "dn2.ply").points, axis=0)) != source  # not trivially equal
+
+
+def test_damaged_source_count_is_a_bitstream_error():
+    from imcodec.errors import BitstreamError
+    from imcodec.vpcc.encoder import source_points
+
+    assert source_points({}) is None and source_points({"source_points": b"\x81\x01"}) == 129
+    for bad in (b"", b"\x80", b"\x05\x00"):
+        with pytest.raises(BitstreamError):
+            source_points({"source_points": bad})
 
 
 def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):

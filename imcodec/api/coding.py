@@ -242,7 +242,7 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
                                  f"says {entries[i].points}")
         if post is not None:
             t0 = time.perf_counter()
-            cloud = post(cloud)
+            cloud = post(cloud, components)
             seconds += time.perf_counter() - t0
         path = out if as_file else out / f"{stem}_{entries[i].number:04d}.ply"
         write_ply(cloud, path)

@@ -205,28 +205,39 @@ def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_
 
 
 def restore(src: PathLike, dst: PathLike, rate: str | None = None, weights: PathLike | None = None,
-            threads: int | None = 2, progress=None) -> dict[str, Any]:
+            threads: int | None = 2, progress=None, points: int | None = None) -> dict[str, Any]:
     """Learned artifact removal on a decoded (voxelised) cloud; writes ``dst``
-    (see imcodec.learned.restore). ``rate`` picks the keep ratio (and a per-rate model if shipped)."""
+    (see imcodec.learned.restore). ``rate`` picks the keep ratio (and a per-rate model if shipped);
+    ``points`` keeps that many points instead (e.g. the source's count)."""
     import time
 
     from imcodec.learned.restore import load_restorer, restore_cloud
 
+    if points is not None and points < 1:
+        raise UsageError(f"--points must be >= 1, got {points}")
     model, info = load_restorer(rate, weights)
     cloud = read_ply(src)
     t0 = time.perf_counter()
-    out = restore_cloud(model, info, cloud, rate, threads=threads, progress=progress)
+    out = restore_cloud(model, info, cloud, rate, threads=threads, progress=progress, keep=points)
     seconds = time.perf_counter() - t0
     write_ply(out, dst)
     return {"input": str(src), "output": str(dst), "input_points": len(cloud), "output_points": len(out),
-            "rate": rate or "any", "keep_ratio": round(info["keep_ratio"], 5), "weights": info["weights"],
+            "rate": rate or "any", "keep_ratio": None if points is not None else round(info["keep_ratio"], 5),
+            "weights": info["weights"],
             "seconds": round(seconds, 3)}
 
 
 def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restore: bool, restore_weights,
                restore_rate):
     """Set up the decoder-side learned tools of :func:`decode`: puts the depth denoiser into the codec
-    state (V-PCC only, UsageError otherwise); returns the per-frame restore step or None."""
+    state (V-PCC only, UsageError otherwise); returns the per-frame restore step
+    ``post(cloud, components) -> cloud`` or None.
+
+    Restore keeps the weights' keep ratio x the decoded voxels; those ratios were tuned on the plain
+    decoder's output. After the depth denoiser, which rebuilds fewer points, it keeps the source's
+    voxel count instead when the stream carries it (V-PCC component ``source_points``): on the
+    held-out frames that is +0.2 to +0.55 dB over the denoised cloud, where the ratios lose up to
+    1.3 dB."""
     from imcodec.codecs import codec_name_for_id
 
     if weights is not None and not denoise_depth:
@@ -246,7 +257,15 @@ def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restor
     from imcodec.learned.restore import load_restorer, restore_cloud
 
     model, info = load_restorer(restore_rate, restore_weights)
-    return lambda cloud: restore_cloud(model, info, cloud, restore_rate)
+
+    def post(cloud, components: dict[str, bytes]):
+        keep = None
+        if denoise_depth:
+            from imcodec.vpcc.encoder import source_points
+
+            keep = source_points(components)
+        return restore_cloud(model, info, cloud, restore_rate, keep=keep)
+    return post
 
 
 def _check_rates(rates) -> None:

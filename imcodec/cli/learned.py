@@ -230,13 +230,14 @@ def restore(
     rate: Annotated[Optional[str], typer.Option("--rate", help="Rate the cloud was coded at (r1..r5); default: a model for all rates.")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file (default: the shipped ones).")] = None,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
+    points: Annotated[Optional[int], typer.Option("--points", min=1, help="Keep this many points (e.g. the source's count) instead of the rate's keep ratio.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Learned geometry artifact removal on a decoded cloud (sparse-conv voxel classification)."""
     from imcodec import api
 
     result = _with_progress("restoring chunks", lambda update:
-        api.restore(src, output, rate=rate, weights=weights, threads=threads, progress=update))
+        api.restore(src, output, rate=rate, weights=weights, threads=threads, progress=update, points=points))
     _emit(result, "restore", json_out)
 
 

@@ -107,9 +107,9 @@ def load_restorer(rate: str | None = None, weights: str | os.PathLike | None = N
 
 
 def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: float, chunk: int = 128,
-                   margin: int = 16, progress=None) -> np.ndarray:
-    """The k = round(keep_ratio x N) most probable voxels around the voxelised cloud ``points``
-    ((N, 3) integer-valued, duplicates merged first): (k, 3) int64."""
+                   margin: int = 16, progress=None, keep: int | None = None) -> np.ndarray:
+    """The k most probable voxels around the voxelised cloud ``points`` ((N, 3) integer-valued,
+    duplicates merged first): (k, 3) int64, k = ``keep`` when given, else round(keep_ratio x N)."""
     from imcodec.learned import functional as SF
     from imcodec.learned.upsample import score_candidates
 
@@ -124,7 +124,7 @@ def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: floa
     if len(pts) == 0:
         return pts.reshape(0, 3)
     cand, logit = score_candidates(model, pts, chunk, margin, progress=progress)
-    k = int(round(keep_ratio * len(pts)))
+    k = int(keep) if keep is not None else int(round(keep_ratio * len(pts)))
     if k >= len(cand):
         return cand
     keep = SF.topk_mask(torch.from_numpy(logit), k).numpy()
@@ -132,15 +132,17 @@ def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: floa
 
 
 def restore_cloud(model: PUDenseUpsampler, info: dict[str, Any], cloud: PointCloud, rate: str | None = None,
-                  threads: int | None = 2, progress=None) -> PointCloud:
-    """The restored cloud (colours, if any, from the nearest decoded point)."""
+                  threads: int | None = 2, progress=None, keep: int | None = None) -> PointCloud:
+    """The restored cloud (colours, if any, from the nearest decoded point): the weights' keep ratio
+    x the decoded voxels, or ``keep`` points when given (the source's count, see
+    :func:`imcodec.api.learned._enhancers`)."""
     from imcodec.learned.upsample import nearest_colors
 
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        pts = restore_points(model, cloud.points, info["keep_ratio"], progress=progress)
+        pts = restore_points(model, cloud.points, info["keep_ratio"], progress=progress, keep=keep)
     finally:
         torch.set_num_threads(before)
     colors = None

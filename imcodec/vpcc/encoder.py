@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imcodec.errors import InputError
+from imcodec.errors import BitstreamError, InputError
+from imcodec.io.bitstream import get_varint, put_varint
 from imcodec.types import PointCloud
 from imcodec.vpcc.config import StreamParams, VpccConfig
 from imcodec.vpcc.depthmaps import depth_images
@@ -42,6 +43,9 @@ from imcodec.vpcc.reconstruct import (
 from imcodec.vpcc.video import VideoSpec, decode_video, encode_video
 
 COMPONENTS = ("patches", "occupancy", "geometry_video", "attribute_video", "raw_points")
+# optional: the number of distinct input voxels (varint); decoder-side artifact removal keeps that many
+# points after the depth denoiser (streams without it fall back to the keep ratio)
+SOURCE_COMPONENT = "source_points"
 
 
 @dataclass
@@ -101,6 +105,18 @@ def patch_params(cfg: VpccConfig) -> PatchParams:
                        keep_far_points=cfg.lossless or cfg.raw_points, fill=sp.fill, workers=cfg.threads)
 
 
+def source_points(components: dict[str, bytes]) -> int | None:
+    """The frame's number of distinct input voxels (component ``source_points``), or None when the
+    stream does not carry it. BitstreamError when it is damaged."""
+    data = components.get(SOURCE_COMPONENT)
+    if data is None:
+        return None
+    value, end = get_varint(data, 0, 1 << 40, "source point count")
+    if end != len(data):
+        raise BitstreamError(f"V-PCC source point count has {len(data) - end} trailing bytes")
+    return value
+
+
 def encode_cloud(cloud: PointCloud, cfg: VpccConfig) -> EncodedFrame:
     """Code one frame; see the module docstring."""
     sp = StreamParams.from_config(cfg)
@@ -115,6 +131,7 @@ def encode_cloud(cloud: PointCloud, cfg: VpccConfig) -> EncodedFrame:
     comps = {name: b"" for name in COMPONENTS}
     comps["patches"] = encode_meta(meta, sp.orient_bits)
     comps["raw_points"] = encode_raw(raw)
+    comps[SOURCE_COMPONENT] = put_varint(len(coords))
     occ = owner = None
     geo_frames: list = []
     if meta.count:

@@ -40,6 +40,7 @@ from imcodec.types import PointCloud
 from imcodec.vpcc.config import X265_PRESETS as PRESETS
 from imcodec.vpcc.config import StreamParams, VpccConfig
 from imcodec.vpcc.encoder import (
+    SOURCE_COMPONENT,
     _geometry_images,
     _occupancy,
     atlas_frames,
@@ -179,7 +180,7 @@ def encode_group(clouds: list[PointCloud], cfg: VpccConfig, state: dict) -> list
     for k, (meta, pset, rel, raw) in enumerate(zip(metas, psets, rels, raws)):
         comps = {"patches": encode_meta(meta, sp.orient_bits, metas[k - 1] if k else None),
                  "occupancy": b"", "geometry_video": b"", "attribute_video": b"",
-                 "raw_points": encode_raw(raw)}
+                 "raw_points": encode_raw(raw), SOURCE_COMPONENT: put_varint(len(rel))}
         occ = owner = None
         if meta.count:
             occ, owner, comps["occupancy"], py, px = _occupancy(meta, pset, sp.b0, prev_occ)
