@@ -53,7 +53,7 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
     import torch
 
     from imcodec.io.ply import read_ply
-    from imcodec.learned.depth_denoise import DepthDenoiser
+    from imcodec.learned.denoiser import DepthDenoiser
     from imcodec.learned.restore import load_restorer, restore_cloud
     from imcodec.types import PointCloud
     from imcodec.vpcc.codec import decode_components

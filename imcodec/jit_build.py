@@ -82,6 +82,8 @@ def _workload(tmp: str) -> list[str]:
             out = os.path.join(tmp, "vpcc.imc")
             api.encode(a, out, codec="vpcc", options=opts)
             api.decode(out, os.path.join(tmp, "vpcc_dec.ply"))
+            if not opts.get("lossless"):  # the depth denoiser's look-up-table kernels
+                api.decode(out, os.path.join(tmp, "vpcc_dn.ply"), denoise_depth=True)
         out = os.path.join(tmp, "vpcc_seq.imc")  # a group of frames: consistent packing, motion hints
         api.encode(seq, out, codec="vpcc", options={"rate": "r3", "gof": 2})
         api.decode(out, os.path.join(tmp, "vpcc_seq_dec") + "/")

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from imcodec.errors import InputError, UsageError
-from imcodec.learned.depth_lut import (FAR_STAGES, NEAR_STAGES, LutDenoiser, Stage, _args, fit_lut,
-                                       from_weights, weights_bytes)
+from imcodec.learned.depth_lut import FAR_STAGES, NEAR_STAGES, LutDenoiser, Stage, _args, fit_lut, weights_bytes
 from imcodec.learned.enhance_data import DepthPair
 from imcodec.vpcc.depthlut import FX, GAP_HI, GAP_LO, apply_table, fixed_point, stage_apply, stage_keys
 
@@ -155,38 +154,73 @@ def test_qp_picks_the_nearest_table_set():
 
 
 def test_weights_round_trip_and_damaged_tables(fitted, tmp_path):
-    import torch
+    import io
+    import json
 
-    from imcodec.learned.depth_denoise import load_denoiser
-    from imcodec.learned.zoo import read_weights
+    from imcodec.learned.denoiser import load_denoiser
 
     model, _ = fitted
-    path = tmp_path / "lut.pt"
+    path = tmp_path / "lut.npz"
     path.write_bytes(weights_bytes(model, {"test": 1}))
     again, info = load_denoiser(path)
-    assert isinstance(again, LutDenoiser) and info["arch"] == "dualpath-lut"
+    assert isinstance(again, LutDenoiser) and info["arch"] == "dualpath-lut" and info["meta"] == {"test": 1}
     for a, b in zip(model.near[0] + model.far[0], again.near[0] + again.far[0]):
         assert np.array_equal(a, b)
-    payload = read_weights(path)
-    payload["state_dict"]["near.32"] = torch.zeros(10, dtype=torch.uint8)  # not zlib data
+
+    def rewrite(name, change):
+        z = dict(np.load(path))
+        change(z)
+        buf = io.BytesIO()
+        np.savez(buf, **z)
+        (tmp_path / name).write_bytes(buf.getvalue())
+        return tmp_path / name
+
+    short = rewrite("short.npz", lambda z: z.__setitem__("near.32", z["near.32"][:-1]))
     with pytest.raises(InputError, match="dualpath-lut"):
-        from_weights(path, payload)
+        load_denoiser(short)
+
+    def other_task(z):
+        header = json.loads(bytes(z["imcodec_header"]).decode())
+        header["task"] = "restore"
+        z["imcodec_header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with pytest.raises(InputError, match="'restore'"):
+        load_denoiser(rewrite("task.npz", other_task))
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(InputError):
+        load_denoiser(tmp_path / "cut.npz")
+
+
+def test_loading_and_running_the_tables_does_not_import_torch(tmp_path):
+    """``decode --denoise-depth`` with the default tables starts without PyTorch (a 1-2 s import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from imcodec.learned.denoiser import DepthDenoiser\n"
+            "dn = DepthDenoiser()\n"
+            "d = np.full((40, 40), 100, np.uint8); m = np.ones((40, 40), bool)\n"
+            "dn.model.denoise(d, d, m, 255, 32)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
 
 
 def test_lut_weights_cannot_seed_cnn_fine_tuning(fitted, tmp_path):
     from imcodec import api
 
-    path = tmp_path / "lut.pt"
+    path = tmp_path / "lut.npz"
     path.write_bytes(weights_bytes(fitted[0]))
     with pytest.raises(UsageError, match="look-up-table"):
         api.train_denoise_depth([], tmp_path / "out.pt", init=path, synth_shapes=())
 
 
 def test_shipped_names_select_the_shipped_files():
-    from imcodec.learned.depth_denoise import DualDenoiser, load_denoiser
+    from imcodec.learned.depth_denoise import DualDenoiser
+    from imcodec.learned.denoiser import load_denoiser
 
     lut, info = load_denoiser(None)
-    assert isinstance(lut, LutDenoiser) and info["weights"].endswith("denoise_depth.pt")
+    assert isinstance(lut, LutDenoiser) and info["weights"].endswith("denoise_depth.npz")
     assert set(lut.qps) == {32, 28, 24, 20, 16}
     cnn, info = load_denoiser("cnn")
     assert isinstance(cnn, DualDenoiser) and info["weights"].endswith("denoise_depth_cnn.pt")

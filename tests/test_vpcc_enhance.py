@@ -175,7 +175,7 @@ def test_decoder_with_the_shipped_lut_denoiser(vpcc_stream):
     the thread count; the stream's QP picks the r1 tables."""
     from imcodec import api
     from imcodec.io.ply import read_ply
-    from imcodec.learned.depth_denoise import DepthDenoiser
+    from imcodec.learned.denoiser import DepthDenoiser
     from imcodec.vpcc.codec import decode_components
     from imcodec.vpcc.config import StreamParams
 
@@ -295,15 +295,15 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     assert code == 2 and "--channels 8" in err and not (tmp_path / "w3.pt").exists()
     # the look-up-table denoiser (the default --arch) from the same pair cache; CNN-only options refused
     code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
-                             "--cache-dir", tmp_path / "cache", "-o", tmp_path / "lut.pt", "--json")
+                             "--cache-dir", tmp_path / "cache", "-o", tmp_path / "lut.npz", "--json")
     assert code == 0, err
-    lut, info = load_denoiser(tmp_path / "lut.pt")
+    lut, info = load_denoiser(tmp_path / "lut.npz")
     assert info["arch"] == "dualpath-lut" and lut.qps == (32, 28, 24, 20, 16)
     code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
                              "--channels", "8", "-o", tmp_path / "lut2.pt")
     assert code == 2 and "--arch cnn" in err and not (tmp_path / "lut2.pt").exists()
     code, out, err = run_cli("decode", d / "body.imc", "-o", tmp_path / "dl.ply", "--denoise-depth",
-                             "--weights", tmp_path / "lut.pt")
+                             "--weights", tmp_path / "lut.npz")
     assert code == 0, err
     # the restore trainer through the CLI, one rate (a per-rate model), from the same pair cache
     code, out, err = run_cli("train", "restore", "--data", tmp_path / "train.ply", "--no-synth", "--rate", "r2",

@@ -141,7 +141,7 @@ def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, step
         raise UsageError(f"{out}: is a directory, expected a weights file name")
     _check_rates(rates)
     if init is not None:
-        from imcodec.learned.depth_denoise import load_denoiser
+        from imcodec.learned.denoiser import load_denoiser
 
         from imcodec.learned.depth_lut import LutDenoiser
 
@@ -249,7 +249,7 @@ def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restor
         if not name.startswith("vpcc"):
             raise UsageError(f"--denoise-depth filters V-PCC depth video; {stream} was coded with the "
                              f"{name!r} codec")
-        from imcodec.learned.depth_denoise import DepthDenoiser
+        from imcodec.learned.denoiser import DepthDenoiser
 
         state["depth_denoiser"] = DepthDenoiser(weights)
     if not restore:

@@ -148,7 +148,7 @@ EnhanceCache = Annotated[Optional[Path], typer.Option("--cache-dir", help="Keep 
 @train_app.command("denoise-depth")
 def train_denoise_depth(
     data: EnhanceData = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("denoise_depth.pt"),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Weights file to write (default denoise_depth.npz, with --arch cnn denoise_depth.pt).")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs (first half near network, second half far).")] = 8,
     steps: StepsOpt = 500,
     batch_size: BatchOpt = 8,
@@ -174,6 +174,8 @@ def train_denoise_depth(
     from imcodec import api
 
     command = _command_line()
+    if output is None:
+        output = Path("denoise_depth.npz" if DenoiseArch(arch) is DenoiseArch.lut else "denoise_depth.pt")
     if DenoiseArch(arch) is DenoiseArch.lut:
         from imcodec.errors import UsageError
 

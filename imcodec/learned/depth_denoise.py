@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -126,42 +125,8 @@ def weights_bytes(model: DualDenoiser, meta: dict[str, Any] | None = None) -> by
     return buf.getvalue()
 
 
-SHIPPED = {"lut": "denoise_depth.pt", "cnn": "denoise_depth_cnn.pt"}  # the default first
-
-
-def shipped_denoiser(name: str = "lut") -> Path:
-    """Path of a shipped denoiser: "lut" (the default, :mod:`imcodec.learned.depth_lut`) or "cnn"."""
-    from imcodec.learned.zoo import WEIGHTS_DIR
-
-    path = WEIGHTS_DIR / SHIPPED[name]
-    if not path.is_file():
-        raise InputError(f"no shipped depth-denoising weights ({path} missing); train some with "
-                         f"`imcodec train denoise-depth` and pass --weights FILE")
-    return path
-
-
-def load_denoiser(weights: str | os.PathLike | None = None):
-    """(model, info): the depth denoiser from ``weights`` — a file, or a shipped name ("lut", "cnn");
-    default the shipped LUT denoiser. The model is a :class:`DualDenoiser` (CNN, in eval mode, on the
-    CPU) or a :class:`imcodec.learned.depth_lut.LutDenoiser`, as the file says. InputError for a file
-    of another tool or architecture."""
-    from imcodec.learned import depth_lut
-    from imcodec.learned.zoo import read_weights
-
-    if weights is None or (str(weights) in SHIPPED and not Path(weights).exists()):
-        path = shipped_denoiser("lut" if weights is None else str(weights))
-    else:
-        path = Path(weights)
-    payload = read_weights(path)
-    if payload["task"] != TASK:
-        raise InputError(f"{path}: weights are for task {payload['task']!r}, expected {TASK!r}")
-    if payload["arch"] == depth_lut.ARCH:
-        model = depth_lut.from_weights(path, payload)
-        return model, {"weights": str(path), "arch": depth_lut.ARCH, "config": payload["config"],
-                       "meta": payload.get("meta", {})}
-    if payload["arch"] != ARCH:
-        raise InputError(f"{path}: weights are for architecture {payload['arch']!r}, expected {ARCH!r} "
-                         f"or {depth_lut.ARCH!r}")
+def load_cnn(path: Path, payload: dict) -> tuple["DualDenoiser", dict[str, Any]]:
+    """The CNN denoiser of a checked weights payload (arch "dualpath-cnn"), in eval mode on the CPU."""
     try:
         model = DualDenoiser(DenoiserConfig.from_dict(payload["config"]))
         model.load_state_dict(payload["state_dict"], strict=True)
@@ -222,44 +187,5 @@ def near_only(model: DualDenoiser, d0: torch.Tensor, m: torch.Tensor, e: torch.T
     return d0 + SCALE * model.near(torch.cat([a0, m, e], 1))
 
 
-class DepthDenoiser:
-    """Decoder hook: ``denoiser(geo_frames, meta, occ, owner, sp) -> geo_frames`` with the occupied
-    pixels of the depth frames (D0, and D1 when present) replaced by the denoiser's output (the LUT
-    denoiser by default, or the CNN; see :func:`load_denoiser`).
-
-    Lossless geometry streams are returned unchanged (their depths are exact).
-    """
-
-    def __init__(self, weights: str | os.PathLike | None = None, threads: int = THREADS):
-        self.model, self.info = load_denoiser(weights)
-        self.threads = threads
-
-    @property
-    def is_lut(self) -> bool:
-        return not isinstance(self.model, DualDenoiser)
-
-    def __call__(self, geo_frames: list, meta, occ, owner, sp) -> list:
-        from imcodec.learned.enhance_data import pixel_maps
-
-        if sp.geometry_codec != "hevc" or not geo_frames:
-            return geo_frames
-        maxv = 1023 if sp.geometry_pix_fmt == "gray10le" else 255
-        d0 = geo_frames[0][0]
-        d1 = geo_frames[1][0] if len(geo_frames) > 1 else None
-        if self.is_lut:
-            from imcodec.learned.enhance_data import pixel_mask
-
-            self.model.threads = self.threads
-            n0, n1 = self.model.denoise(d0, d1, pixel_mask(meta, occ, owner, sp.b0), maxv, sp.geometry_qp)
-        else:
-            mask, edge = pixel_maps(meta, occ, owner, sp.b0)
-            before = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
-            try:
-                n0, n1 = denoise_images(self.model, d0, d1, mask, edge, maxv)
-            finally:
-                torch.set_num_threads(before)
-        out = [(n0,) + tuple(geo_frames[0][1:])]
-        if n1 is not None:
-            out.append((n1,) + tuple(geo_frames[1][1:]))
-        return out + list(geo_frames[len(out):])
+# the loader and the decoder hook live in imcodec.learned.denoiser (no PyTorch needed for the tables)
+from imcodec.learned.denoiser import DepthDenoiser, load_denoiser, shipped_denoiser  # noqa: E402,F401

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -191,56 +192,69 @@ class LutDenoiser:
         return {"arch": ARCH, "qps": list(self.qps), "near_stages": [s.to_dict() for s in self.near_stages],
                 "far_stages": [s.to_dict() for s in self.far_stages]}
 
-    def state(self) -> dict:
-        """The tables as one zlib-compressed int16 blob (uint8 tensor) per QP and field."""
-        import torch
-
-        out = {}
-        for name, sets in (("near", self.near), ("far", self.far)):
-            for qp, tables in zip(self.qps, sets):
-                raw = np.concatenate(tables).astype("<i2").tobytes()
-                out[f"{name}.{qp}"] = torch.frombuffer(bytearray(zlib.compress(raw, 9)), dtype=torch.uint8)
-        return out
-
     @classmethod
-    def from_payload(cls, config: dict, state: dict) -> "LutDenoiser":
+    def from_arrays(cls, config: dict, arrays) -> "LutDenoiser":
+        """The model from its config and the int16 tables ``arrays["near.<qp>"]`` / ``["far.<qp>"]``
+        (each the concatenation of that field's stage tables)."""
         near_stages = tuple(Stage.from_dict(d) for d in config["near_stages"])
         far_stages = tuple(Stage.from_dict(d) for d in config["far_stages"])
         qps = tuple(int(q) for q in config["qps"])
         sets = {}
         for name, stages in (("near", near_stages), ("far", far_stages)):
             sets[name] = []
+            sizes = [s.size for s in stages]
             for qp in qps:
-                raw = np.frombuffer(zlib.decompress(state[f"{name}.{qp}"].numpy().tobytes()), dtype="<i2")
-                sizes = np.cumsum([s.size for s in stages])[:-1]
-                if len(raw) != sum(s.size for s in stages):
-                    raise ValueError(f"{name} tables for QP {qp} hold {len(raw)} entries, the stages need "
-                                     f"{sum(s.size for s in stages)}")
-                sets[name].append([t.astype(np.int64) for t in np.split(raw, sizes)])
+                raw = np.asarray(arrays[f"{name}.{qp}"])
+                if raw.ndim != 1 or len(raw) != sum(sizes):
+                    raise ValueError(f"{name} tables for QP {qp} hold {raw.size} entries, the stages need "
+                                     f"{sum(sizes)}")
+                sets[name].append([t.astype(np.int64) for t in np.split(raw, np.cumsum(sizes)[:-1])])
         return cls(qps, sets["near"], sets["far"], near_stages, far_stages)
 
 
+HEADER = "imcodec_header"  # the npz member holding the JSON header
+
+
 def weights_bytes(model: LutDenoiser, meta: dict[str, Any] | None = None) -> bytes:
-    """The tables as an imcodec weights file (task "denoise-depth", arch "dualpath-lut")."""
-    import torch
+    """The tables as an imcodec weights file: a compressed NumPy archive (no PyTorch needed to read
+    it) whose ``imcodec_header`` member is the JSON header of :mod:`imcodec.learned.zoo` (format,
+    version, task "denoise-depth", arch "dualpath-lut", config, meta), next to one int16 array per
+    field and QP."""
+    from imcodec.learned.zoo_header import FORMAT, FORMAT_VERSION, TASK_DENOISE
 
-    from imcodec.learned.depth_denoise import TASK
-    from imcodec.learned.zoo import FORMAT, FORMAT_VERSION
-
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": TASK, "arch": ARCH, "factor": 1,
-               "config": model.config(), "state_dict": model.state(),
-               "meta": json.loads(json.dumps(meta or {}, default=str))}
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": TASK_DENOISE, "arch": ARCH, "factor": 1,
+              "config": model.config(), "meta": json.loads(json.dumps(meta or {}, default=str))}
+    arrays = {HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    for name, sets in (("near", model.near), ("far", model.far)):
+        for qp, tables in zip(model.qps, sets):
+            arrays[f"{name}.{qp}"] = np.concatenate(tables).astype("<i2")
     buf = io.BytesIO()
-    torch.save(payload, buf)
+    np.savez_compressed(buf, **arrays)
     return buf.getvalue()
 
 
-def from_weights(path: str | os.PathLike, payload: dict) -> LutDenoiser:
+def read_lut(path: str | os.PathLike, data: bytes) -> tuple[LutDenoiser, dict] | None:
+    """(model, header) when ``data`` is a LUT weights file (see :func:`weights_bytes`), None when it
+    is not an archive with an imcodec header (e.g. a PyTorch weights file). InputError when the
+    header or the tables are damaged or of another tool."""
+    from imcodec.learned.zoo_header import check_header
+
+    if not data.startswith(b"PK"):
+        return None
     try:
-        return LutDenoiser.from_payload(payload["config"], payload["state_dict"])
-    except (TypeError, ValueError, KeyError, zlib.error) as exc:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+        if not hasattr(archive, "files") or HEADER not in archive.files:
+            return None
+        header = json.loads(bytes(archive[HEADER]).decode())
+    except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, EOFError):
+        return None
+    check_header(path, header, ("task", "arch", "config"))
+    try:
+        model = LutDenoiser.from_arrays(header["config"], {k: archive[k] for k in archive.files if k != HEADER})
+    except (TypeError, ValueError, KeyError, OSError, zipfile.BadZipFile, zlib.error) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: weights do not fit the {ARCH} architecture ({first})") from None
+    return model, header
 
 
 # ---------------------------------------------------------------------------------------- fitting

@@ -8,7 +8,7 @@ A weights file is a ``torch.save`` dict (loaded with ``weights_only=True``) with
 so a file for another task, architecture or factor is refused with a message naming the file,
 what it holds and what was expected. The V-PCC enhancement tools use the same header through
 :func:`read_weights`: task "denoise-depth" (arch "dualpath-lut", :mod:`imcodec.learned.depth_lut`,
-shipped as ``denoise_depth.pt``; arch "dualpath-cnn", :mod:`imcodec.learned.depth_denoise`, shipped as
+shipped as the NumPy archive ``denoise_depth.npz``; arch "dualpath-cnn", :mod:`imcodec.learned.depth_denoise`, shipped as
 ``denoise_depth_cnn.pt``) and task "restore" with a ``rate`` field (:mod:`imcodec.learned.restore`,
 shipped as ``restore.pt``).
 """
@@ -26,11 +26,9 @@ import torch
 from imcodec.errors import InputError
 from imcodec.io.files import read_bytes, write_bytes_atomic
 from imcodec.learned.models import ARCH, FACTORS, PUDenseUpsampler, UpsamplerConfig, build_model
+from imcodec.learned.zoo_header import FORMAT, FORMAT_VERSION, WEIGHTS_DIR, check_header
 
-FORMAT = "imcodec-weights"
-FORMAT_VERSION = 1
 TASK = "upsample"
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def shipped_weights(factor: int) -> Path:
@@ -75,14 +73,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as exc:  # pickle/zip errors of every kind mean the same thing here
         raise InputError(f"{path}: not a readable imcodec weights file ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(f"{path}: not an imcodec weights file (no '{FORMAT}' header)")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{path}: weights format version {payload.get('format_version')!r}, "
-                         f"this imcodec reads version {FORMAT_VERSION}")
-    for key in ("task", "arch", "factor", "config", "state_dict"):
-        if key not in payload:
-            raise InputError(f"{path}: weights file lacks the {key!r} field")
+    check_header(path, payload, ("task", "arch", "factor", "config", "state_dict"))
     return payload
 
 

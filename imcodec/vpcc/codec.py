@@ -73,7 +73,7 @@ def decode_components(components: dict[str, bytes], sp: StreamParams, threads: i
     """Rebuild a frame from its sub-streams (BitstreamError when one is missing or damaged).
 
     ``denoiser(geo_frames, meta, occ, owner, sp) -> geo_frames`` (optional, e.g.
-    :class:`imcodec.learned.depth_denoise.DepthDenoiser`) filters the decoded depth frames."""
+    :class:`imcodec.learned.denoiser.DepthDenoiser`) filters the decoded depth frames."""
     missing = [name for name in COMPONENTS if name not in components]
     if missing:
         raise BitstreamError(f"V-PCC frame lacks sub-stream(s) {', '.join(missing)}")
