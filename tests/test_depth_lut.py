@@ -224,3 +224,15 @@ def test_shipped_names_select_the_shipped_files():
     assert set(lut.qps) == {32, 28, 24, 20, 16}
     cnn, info = load_denoiser("cnn")
     assert isinstance(cnn, DualDenoiser) and info["weights"].endswith("denoise_depth_cnn.pt")
+
+
+def test_other_tools_refuse_the_tables_by_their_task(fitted, tmp_path):
+    from imcodec.learned.restore import load_restorer
+    from imcodec.learned.zoo import load_upsampler
+
+    path = tmp_path / "lut.npz"
+    path.write_bytes(weights_bytes(fitted[0]))
+    with pytest.raises(InputError, match="'denoise-depth', expected 'restore'"):
+        load_restorer(None, path)
+    with pytest.raises(InputError, match="'denoise-depth', expected 'upsample'"):
+        load_upsampler(4, path)

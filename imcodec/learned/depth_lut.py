@@ -233,21 +233,35 @@ def weights_bytes(model: LutDenoiser, meta: dict[str, Any] | None = None) -> byt
     return buf.getvalue()
 
 
-def read_lut(path: str | os.PathLike, data: bytes) -> tuple[LutDenoiser, dict] | None:
-    """(model, header) when ``data`` is a LUT weights file (see :func:`weights_bytes`), None when it
-    is not an archive with an imcodec header (e.g. a PyTorch weights file). InputError when the
-    header or the tables are damaged or of another tool."""
-    from imcodec.learned.zoo_header import check_header
-
+def _open_archive(data: bytes):
+    """(archive, header dict) of a NumPy archive with an imcodec header, else None."""
     if not data.startswith(b"PK"):
         return None
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
         if not hasattr(archive, "files") or HEADER not in archive.files:
             return None
-        header = json.loads(bytes(archive[HEADER]).decode())
+        return archive, json.loads(bytes(archive[HEADER]).decode())
     except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, EOFError):
         return None
+
+
+def lut_header(data: bytes) -> dict | None:
+    """The JSON header of a LUT weights file, or None when ``data`` is not one."""
+    opened = _open_archive(data)
+    return None if opened is None else opened[1]
+
+
+def read_lut(path: str | os.PathLike, data: bytes) -> tuple[LutDenoiser, dict] | None:
+    """(model, header) when ``data`` is a LUT weights file (see :func:`weights_bytes`), None when it
+    is not an archive with an imcodec header (e.g. a PyTorch weights file). InputError when the
+    header or the tables are damaged or of another tool."""
+    from imcodec.learned.zoo_header import check_header
+
+    opened = _open_archive(data)
+    if opened is None:
+        return None
+    archive, header = opened
     check_header(path, header, ("task", "arch", "config"))
     try:
         model = LutDenoiser.from_arrays(header["config"], {k: archive[k] for k in archive.files if k != HEADER})

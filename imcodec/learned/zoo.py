@@ -68,6 +68,12 @@ def save_weights(path: str | os.PathLike, model: PUDenseUpsampler, meta: dict[st
 def read_weights(path: str | os.PathLike) -> dict[str, Any]:
     """The checked header and payload of a weights file (InputError when missing or corrupt)."""
     data = read_bytes(path, "weights file")
+    from imcodec.learned.depth_lut import lut_header
+
+    header = lut_header(data)
+    if header is not None:  # the depth denoiser's tables (a NumPy archive): its header says what it is for
+        check_header(path, header, ("task", "arch", "factor", "config"))
+        return {**header, "state_dict": {}}
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of every kind mean the same thing here
