@@ -57,6 +57,27 @@ def test_decoder_equals_encoder_recon(coded, seq, hints):
     assert first["geometry_video"] and all(not read_frame(data, e)["geometry_video"] for e in entries[1:])
 
 
+@pytest.mark.parametrize("hints", [False, True])
+def test_denoised_output_does_not_feed_the_predictions(coded, hints):
+    """A decoder-side depth filter changes what a GOF frame outputs, never what the next frame is
+    predicted from (the encoder's reconstruction): with a filter that moves every depth by one, each
+    frame has the plain decode's colours, pixel by pixel, and its positions differ by one voxel."""
+    codes, data, _ = coded[hints]
+    codec = get_codec("vpcc")
+    header, entries = parse_stream(data)
+
+    def shift(geo, meta, occ, owner, sp):  # every layer one unit nearer where all are >= 1 (same gaps)
+        m = np.logical_and.reduce([f[0] > 0 for f in geo])
+        return [(np.where(m, f[0] - 1, f[0]).astype(f[0].dtype),) + tuple(f[1:]) for f in geo]
+    state: dict = {"depth_denoiser": shift}
+    for code, entry in zip(codes, entries):
+        dec = codec.decode_frame(read_frame(data, entry), header, state)
+        assert len(dec) == len(code.recon)
+        assert np.array_equal(dec.colors, code.recon.colors)
+        moved = np.abs(dec.points - code.recon.points).sum(axis=1)
+        assert moved.max() <= 1 and moved.mean() > 0.5
+
+
 def test_reconstruction_is_close_to_input(coded, seq):
     from scipy.spatial import cKDTree
 

@@ -388,19 +388,42 @@ def decode_gof_frame(components: dict[str, bytes], sp: StreamParams, state: dict
         occ, owner = decode_occupancy_map(components["occupancy"], allowed, ptr, idx, sp.b0, ref_occ)
         gof["occ"] = occ
         geo = _decode_geometry(data, rec, meta, occ, owner, gof, sp, threads)
-        if denoiser is not None:
-            geo = denoiser(geo, meta, occ, owner, sp)
     elif components["occupancy"] or (data and rec.geo_mode != MODE_GOF):
         raise BitstreamError("V-PCC frame without patches carries occupancy or geometry data")
     dec = _decoded_frame(meta, occ, owner, sp, geo, raw)
     dec.colors = _decode_colors(components, rec, meta, dec, gof, sp, threads)
-    gof["prev"] = dec
+    gof["prev"] = dec  # the encoder's reconstruction: what the next frame's predictions start from
     gof["next"] = rec.index + 1
     state["gof"] = gof
     if state.get("export_hints"):
         _export(state, dec, state.get("decoded", 0))
         state["decoded"] = state.get("decoded", 0) + 1
-    return PointCloud(dec.points.astype(np.float64), dec.colors)
+    out = dec
+    if denoiser is not None and meta.count:
+        # the denoised frame is output only; predictions keep using the plain one, as the encoder did
+        out = _decoded_frame(meta, occ, owner, sp, denoiser(geo, meta, occ, owner, sp), raw)
+        out.colors = _pixel_colors(dec, out, sp.n_attribute_frames)
+    return PointCloud(out.points.astype(np.float64), out.colors)
+
+
+def _pixel_colors(dec: DecodedFrame, out: DecodedFrame, n_tex: int) -> np.ndarray | None:
+    """Colours of ``out`` (the same atlas pixels as ``dec``, other depths) from ``dec``: each patch point
+    takes the colour of its pixel and texture layer (layer 0 when ``dec`` has no point there), as
+    the attribute video gives it; raw points keep theirs."""
+    if dec.colors is None:
+        return None
+    k_dec, k_out = len(dec.ys), len(out.ys)
+    if k_dec == 0:
+        return dec.colors
+    layer = lambda f: f.slot.astype(np.int64) if n_tex == 2 else np.zeros(len(f.ys), dtype=np.int64)
+    key_dec = (dec.ys * dec.width + dec.xs) * 2 + layer(dec)
+    key_out = (out.ys * out.width + out.xs) * 2 + layer(out)
+    order = np.argsort(key_dec, kind="stable")
+    sorted_keys = key_dec[order]
+    pos = np.minimum(np.searchsorted(sorted_keys, key_out), k_dec - 1)
+    near = np.minimum(np.searchsorted(sorted_keys, key_out - layer(out)), k_dec - 1)
+    pick = order[np.where(sorted_keys[pos] == key_out, pos, near)]
+    return np.concatenate([dec.colors[:k_dec][pick], dec.colors[k_dec:]]) if k_out else dec.colors[k_dec:]
 
 
 def _decode_geometry(data: bytes, rec: GofRecord, meta: FrameMeta, occ, owner, gof: dict, sp: StreamParams,
