@@ -293,12 +293,14 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     assert model2.config.channels == 4 and info2["meta"]["train_config"]["init"] == str(tmp_path / "w.pt")
     code, out, err = run_cli(*tune, "--channels", "8", "-o", tmp_path / "w3.pt")
     assert code == 2 and "--channels 8" in err and not (tmp_path / "w3.pt").exists()
-    # the look-up-table denoiser (the default --arch) from the same pair cache; CNN-only options refused
-    code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
+    # the look-up-table denoiser (the default --arch; no synthetic shapes unless --synth) from the same pair
+    # cache; CNN-only options refused
+    code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply",
                              "--cache-dir", tmp_path / "cache", "-o", tmp_path / "lut.npz", "--json")
     assert code == 0, err
     lut, info = load_denoiser(tmp_path / "lut.npz")
     assert info["arch"] == "dualpath-lut" and lut.qps == (32, 28, 24, 20, 16)
+    assert info["meta"]["data"] == [str(tmp_path / "train.ply")]
     code, out, err = run_cli("train", "denoise-depth", "--data", tmp_path / "train.ply", "--no-synth",
                              "--channels", "8", "-o", tmp_path / "lut2.pt")
     assert code == 2 and "--arch cnn" in err and not (tmp_path / "lut2.pt").exists()

@@ -87,7 +87,7 @@ def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: i
 
 # -------------------------------------------------------------------------- V-PCC enhancement
 
-def train_denoise_lut(data: list[str], output: PathLike, synth_shapes: tuple[str, ...] = ("body", "torus"),
+def train_denoise_lut(data: list[str], output: PathLike, synth_shapes: tuple[str, ...] = (),
                       rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"), min_count: int = 5, seed: int = 0,
                       cache_dir: PathLike | None = None, command: str | None = None, on_pairs=None,
                       on_step=None) -> dict[str, Any]:

@@ -161,7 +161,8 @@ def train_denoise_depth(
                                               "default); cnn: the dual-path CNN.")] = "lut",
     min_count: Annotated[int, typer.Option("--min-count", min=1, help="LUT: table entries seen fewer times stay 0.")] = 5,
     seed: SeedOpt = 0,
-    no_synth: NoSynthOpt = False,
+    synth: Annotated[Optional[bool], typer.Option("--synth/--no-synth", help="Add the synthetic body and torus shapes "
+                                                  "(default: with --arch cnn only; their thin surfaces bias the tables).")] = None,
     cache_dir: EnhanceCache = None,
     checkpoint_dir: CheckpointDirOpt = None,
     resume: ResumeOpt = False,
@@ -182,13 +183,13 @@ def train_denoise_depth(
         if init is not None or channels is not None:
             raise UsageError("--init and --channels are options of the CNN (--arch cnn)")
         result = _run_enhance_training("fitting depth-denoiser tables", lambda on_pairs, on_step: api.train_denoise_lut(
-            data or [], output, synth_shapes=() if no_synth else ("body", "torus"), min_count=min_count, seed=seed,
+            data or [], output, synth_shapes=("body", "torus") if synth else (), min_count=min_count, seed=seed,
             cache_dir=cache_dir, command=command, on_pairs=on_pairs, on_step=on_step))
         _emit(result, "train denoise-depth", json_out)
         return
     result = _run_enhance_training("training depth denoiser", lambda on_pairs, on_step: api.train_denoise_depth(
         data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
-        channels=channels, init=init, seed=seed, synth_shapes=() if no_synth else ("body", "torus"),
+        channels=channels, init=init, seed=seed, synth_shapes=() if synth is False else ("body", "torus"),
         cache_dir=cache_dir, checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
         on_pairs=on_pairs, on_step=on_step))
     _emit(result, "train denoise-depth", json_out)
