@@ -28,13 +28,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from imcodec.errors import InputError
+from imcodec.learned.zoo_header import TASK_DENOISE as TASK
 
-TASK = "denoise-depth"
 ARCH = "dualpath-cnn"
 SCALE = 8.0  # depth units per input unit
 CLAMP = 4.0
 REF = 9  # side of the window of the local reference depth
-THREADS = 2  # torch threads in the decoder (fixed, for reproducible output)
 TILE = 256  # output tile edge of the decoder's tiled inference (:func:`denoise_images`)
 
 

@@ -37,7 +37,6 @@ import numpy as np
 from imcodec.errors import InputError, UsageError
 
 ARCH = "dualpath-lut"
-QPS = (32, 28, 24, 20, 16)  # geometry QPs of the CTC rates r1..r5 (imcodec.vpcc.config.CTC_RATES)
 
 _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _DIAG = ((-1, -1), (1, 1), (1, -1), (-1, 1))

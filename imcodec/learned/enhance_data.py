@@ -79,15 +79,13 @@ def pixel_mask(meta, occ: np.ndarray, owner: np.ndarray, b0: int) -> np.ndarray:
     from imcodec.vpcc.reconstruct import BLOCK
 
     h, w = meta.height, meta.width
-    cells = np.repeat(np.repeat(np.asarray(occ, dtype=bool), b0, axis=0), b0, axis=1)[:h, :w]
-    owned = np.repeat(np.repeat(np.asarray(owner) >= 0, BLOCK, axis=0), BLOCK, axis=1)[:h, :w]
-    mask = np.zeros((h, w), dtype=bool)
-    mask[:cells.shape[0], :cells.shape[1]] = cells
-    mask[:owned.shape[0], :owned.shape[1]] &= owned
-    if owned.shape != (h, w):
-        mask[owned.shape[0]:, :] = False
-        mask[:, owned.shape[1]:] = False
-    return mask
+
+    def on_canvas(blocks: np.ndarray, size: int) -> np.ndarray:  # a block map as (H, W) pixels
+        up = np.repeat(np.repeat(blocks, size, axis=0), size, axis=1)[:h, :w]
+        out = np.zeros((h, w), dtype=bool)
+        out[:up.shape[0], :up.shape[1]] = up
+        return out
+    return on_canvas(np.asarray(occ, dtype=bool), b0) & on_canvas(np.asarray(owner) >= 0, BLOCK)
 
 
 def decoded_depth(components: dict[str, bytes], sp, threads: int = 2):
