@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,9 @@ from imcodec.synth import make_sequence
 from imcodec.types import PointCloud
 from imcodec.vpcc.gofpack import match_patches
 from imcodec.vpcc.inter import GofRecord, check_sequence
-from imcodec.vpcc.motion import DecodedFrame, block_hints, correspond, predict_colors
+from imcodec.metrics.parallel import CHUNK
+from imcodec.vpcc.encoder import atlas_frames
+from imcodec.vpcc.motion import DecodedFrame, block_hints, correspond, predict_atlas, predict_colors
 from imcodec.vpcc.patches import PatchSet
 
 pytestmark = pytest.mark.timeout(300)
@@ -245,6 +249,37 @@ def test_colour_prediction_against_brute_force():
     grid = np.stack(np.meshgrid(*[np.arange(0, 30, 3)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     gcol = rng.integers(0, 256, (len(grid), 3)).astype(np.uint8)
     assert np.array_equal(predict_colors(grid[::7], grid, gcol), gcol[::7])
+
+
+def test_colour_prediction_does_not_depend_on_threads():
+    rng = np.random.default_rng(12)
+    prev_pts = rng.integers(0, 64, (20000, 3))
+    prev_col = rng.integers(0, 256, (20000, 3)).astype(np.uint8)
+    cur_pts = rng.integers(0, 64, (CHUNK + 4000, 3))  # more than one chunk of points
+    one = predict_colors(cur_pts, prev_pts, prev_col, threads=1)
+    assert np.array_equal(predict_colors(cur_pts, prev_pts, prev_col, threads=2), one)
+    pick = np.r_[0:20, CHUNK - 10:CHUNK + 10]
+    assert np.array_equal(one[pick], _brute_prediction(cur_pts[pick], prev_pts, prev_col))
+
+
+def test_atlas_prediction_equals_the_two_layer_t0():
+    # predict_atlas predicts only the points T0 reads; T0 must equal that of all points in two layers
+    rng = np.random.default_rng(13)
+    ys, xs = np.divmod(np.arange(32 * 32), 32)
+    ys, xs = np.r_[ys, ys[::3]], np.r_[xs, xs[::3]]
+    slot = np.r_[np.zeros(32 * 32, np.uint8), np.ones(len(ys) - 32 * 32, np.uint8)]
+    depth = np.where(slot == 1, 2, 0)
+    pts = np.stack([5 + depth, ys, xs], axis=1).astype(float)
+    raw = rng.integers(0, 40, (7, 3)).astype(float)
+    cur = DecodedFrame(np.concatenate([pts, raw]), None, ys, xs, slot, np.zeros(len(ys), np.int64), 32, 32)
+    prev_pts = pts[::2] + rng.integers(-1, 2, (len(pts[::2]), 3))
+    prev = _frame(prev_pts, ys[::2], xs[::2], np.zeros(len(prev_pts), np.int64),
+                  colors=rng.integers(0, 256, (len(prev_pts), 3)).astype(np.uint8))
+    meta = SimpleNamespace(width=32, height=32)
+    got = predict_atlas(meta, cur, prev, 2, 40)
+    col = predict_colors(cur.points, prev.points, prev.colors)
+    want = atlas_frames(meta, col, ys, xs, slot, len(raw), 2, height=40)[0][0]
+    assert len(got) == 3 and all(np.array_equal(g, w) for g, w in zip(got, want))
 
 
 def test_static_content_has_zero_motion():

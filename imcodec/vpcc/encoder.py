@@ -223,15 +223,14 @@ def _attribute_frames(meta, coords, colors, points, ys, xs, slot, n_raw, sp: Str
 
 
 def atlas_frames(meta, col, ys, xs, slot, n_raw: int, n_tex: int, height: int | None = None,
-                 keep: bool = False, first_only: bool = False):
+                 keep: bool = False):
     """T0/T1 images of per-point colours, push-pull padding, YUV 4:2:0.
 
     col: (K+R, 3) float64 RGB of the frame's points (patch points, then raw points); ys, xs, slot:
     (K,) pixel and texture slot of the patch points. Texture pixel k holds the mean colour of the
     points that read it (slot k). height: canvas height of the attribute video (at least the
     geometry canvas plus the raw-colour rows; None = exactly that). Returns (frames: n_tex tuples of
-    YUV 4:2:0 uint8 planes, images: RGB uint8 copies when ``keep``); ``first_only`` returns T0 only
-    (the same T0 as without it).
+    YUV 4:2:0 uint8 planes, images: RGB uint8 copies when ``keep``).
     """
     k = len(slot)
     w = meta.width
@@ -255,7 +254,7 @@ def atlas_frames(meta, col, ys, xs, slot, n_raw: int, n_tex: int, height: int | 
         mask[ry, rx] = True
     frames = []
     images = {}
-    for i in range(1 if first_only else n_tex):
+    for i in range(n_tex):
         ycc = push_pull(rgb_to_ycbcr(tex[i]), mask)
         frames.append(to_yuv420(ycc, mask))
         if keep:

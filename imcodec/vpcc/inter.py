@@ -304,7 +304,7 @@ def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr
     for k, (meta, dec) in enumerate(zip(metas, decoded)):
         data = None
         if k > 0 and not spec.intra and len(dec.points) and len(decoded[k - 1].points):
-            pred = predict_atlas(meta, dec, decoded[k - 1], n_tex, attr_height)
+            pred = predict_atlas(meta, dec, decoded[k - 1], n_tex, attr_height, cfg.threads)
             data = encode_video_after(pred, [fill_from_previous(pred, a, masks[k]) for a in atlases[k]],
                                       rspec)
         if data is not None:
@@ -477,7 +477,7 @@ def _decode_colors(components, rec: GofRecord, meta: FrameMeta, dec: DecodedFram
         if prev is None or prev.colors is None or len(prev.points) == 0 or len(dec.points) == 0:
             raise BitstreamError("V-PCC colour predicted from or for a frame without coloured points")
         spec = rec.spec("hevc", "yuv420p", rec.attr_qp, rec.attr_ref_qp)
-        pred = predict_atlas(meta, dec, prev, n_tex, rec.attr_height)
+        pred = predict_atlas(meta, dec, prev, n_tex, rec.attr_height, threads)
         out = decode_video_after(pred, data, spec, meta.width, rec.attr_height, n_tex)
     else:
         out = decode_video(data, "hevc", "yuv420p", meta.width, rec.attr_height, n_tex, threads)

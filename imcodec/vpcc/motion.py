@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imcodec.jit import njit
+from imcodec.metrics.parallel import run_ranges
 
 HINT_FIELDS = ("x", "y", "dx", "dy", "confidence", "pixels")
 _AGREE_DIST = 2.0
@@ -94,7 +95,8 @@ PRED_SLOPE = 64  # weight of a point at squared distance d2: 2**20 // (PRED_SLOP
 _WEIGHT_ONE = 1 << 20
 
 
-def predict_colors(cur_points: np.ndarray, prev_points: np.ndarray, prev_colors: np.ndarray) -> np.ndarray:
+def predict_colors(cur_points: np.ndarray, prev_points: np.ndarray, prev_colors: np.ndarray,
+                   threads: int | None = None) -> np.ndarray:
     """(N, 3) float64 integer-valued predicted colours of ``cur_points`` from frame t-1's decoded points.
 
     Each current point takes the mean colour of every previous point within squared distance
@@ -126,7 +128,10 @@ def predict_colors(cur_points: np.ndarray, prev_points: np.ndarray, prev_colors:
     dims = (-(-ext // cell)).astype(np.int64)
     order, start = _cell_sort(prev, lo, cell, dims)
     # the points in cell order: the kernel reads each cell's points contiguously
-    miss = _predict_kernel(cur, prev[order], col[order], lo, cell, dims, start, PRED_SEARCH, PRED_SLOPE, out)
+    miss = np.zeros(n, dtype=np.bool_)
+    # fixed chunks of independent points: the same output for any thread count
+    run_ranges(_predict_kernel, n, cur, prev[order], col[order], lo, cell, dims, start, PRED_SEARCH,
+               PRED_SLOPE, out, miss, threads=threads)
     if miss.any():
         from scipy.spatial import cKDTree
 
@@ -158,14 +163,14 @@ def _cell_sort(pts, lo, cell, dims):
     return order, start
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _cell_range(q, r, lo, cell, dim):
     a = (q - r - lo) // cell
     b = (q + r - lo) // cell
     return max(a, 0), min(b, dim - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scan(q0, q1, q2, r, lim, prev, col, lo, cell, dims, start, slope, acc):
     """Visit the previous points in the cells covering the cube of half-side ``r`` around (q0, q1, q2):
     acc[0] = min(acc[0], squared distance); points within squared distance ``lim`` add their weight to
@@ -191,14 +196,12 @@ def _scan(q0, q1, q2, r, lim, prev, col, lo, cell, dims, start, slope, acc):
                     acc[4] += w * col[j, 2]
 
 
-@njit(cache=True)
-def _predict_kernel(cur, prev, col, lo, cell, dims, start, rmax, slope, out):
-    """See :func:`predict_colors` (prev / col in cell order, ``start`` their cell offsets); fills
-    ``out``, returns the (N,) bool points searched in vain."""
-    n = cur.shape[0]
-    miss = np.zeros(n, dtype=np.bool_)
+@njit(cache=True, nogil=True)
+def _predict_kernel(cur, prev, col, lo, cell, dims, start, rmax, slope, out, miss, i0, i1):
+    """See :func:`predict_colors` (prev / col in cell order, ``start`` their cell offsets): fills
+    ``out`` and ``miss`` (the points searched in vain) for the current points i0 <= i < i1."""
     acc = np.zeros(5, dtype=np.int64)
-    for i in range(n):
+    for i in range(i0, i1):
         q0, q1, q2 = cur[i, 0], cur[i, 1], cur[i, 2]
         acc[:] = 0
         acc[0] = np.int64(1) << 62
@@ -224,22 +227,28 @@ def _predict_kernel(cur, prev, col, lo, cell, dims, start, rmax, slope, out):
         out[i, 0] = (2 * acc[2] + tot) // (2 * tot)
         out[i, 1] = (2 * acc[3] + tot) // (2 * tot)
         out[i, 2] = (2 * acc[4] + tot) // (2 * tot)
-    return miss
+    return 0
 
 
-def predict_atlas(meta, cur: DecodedFrame, prev: DecodedFrame, n_tex: int, height: int) -> tuple[np.ndarray, ...]:
+def predict_atlas(meta, cur: DecodedFrame, prev: DecodedFrame, n_tex: int, height: int,
+                  threads: int | None = None) -> tuple[np.ndarray, ...]:
     """Motion-compensated prediction of frame t's near-layer colour image T0 from frame t-1.
 
     meta: frame t's :class:`~imcodec.vpcc.metadata.FrameMeta`; height: the attribute video height.
     Returns the predicted T0 (the reference of frame t's T0/T1) as a tuple of YUV 4:2:0 uint8 planes.
+    With two texture layers, only the points T0 reads (near-layer and raw points) are predicted.
     """
     from imcodec.vpcc.encoder import atlas_frames
 
     if prev.colors is None:
         raise ValueError("colour prediction needs the previous frame's colours")
-    col = predict_colors(cur.points, prev.points, prev.colors)
-    frames, _ = atlas_frames(meta, col, cur.ys, cur.xs, cur.slot, len(cur.points) - len(cur.ys), n_tex,
-                             height=height, first_only=True)
+    k = len(cur.ys)
+    sel = np.flatnonzero(cur.slot == 0) if n_tex == 2 else np.arange(k)
+    pts = np.concatenate([cur.points[sel], cur.points[k:]])
+    col = predict_colors(pts, prev.points, prev.colors, threads)
+    # every selected point reads T0: one texture layer gives the same T0
+    frames, _ = atlas_frames(meta, col, cur.ys[sel], cur.xs[sel], cur.slot[sel], len(cur.points) - k, 1,
+                             height=height)
     return frames[0]
 
 
