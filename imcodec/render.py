@@ -29,6 +29,7 @@ VIEWS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, in
     "top": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
 }
 MARGIN = 0.03  # of the panel size, on every side
+MAX_SPLAT = 64  # largest splat edge in pixels
 _GREY = 200
 _LIGHT = np.array([-0.35, 0.45, 0.82])
 
@@ -116,8 +117,8 @@ def render_clouds(clouds: list[PointCloud], view: str = "front", size: int = 102
         raise UsageError(f"--view {view!r} is not one of {', '.join(VIEWS)}")
     if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 8192:
         raise UsageError(f"--size must be an integer in 16..8192, got {size!r}")
-    if point_size is not None and not 1 <= point_size <= 64:
-        raise UsageError(f"--point-size must be in 1..64 pixels, got {point_size}")
+    if point_size is not None and not 1 <= point_size <= MAX_SPLAT:
+        raise UsageError(f"--point-size must be in 1..{MAX_SPLAT} pixels, got {point_size}")
     proj = [_project(c.points, view) for c in clouds]
     nonempty = [p for p in proj if len(p)]
     if nonempty:
@@ -125,7 +126,9 @@ def render_clouds(clouds: list[PointCloud], view: str = "front", size: int = 102
         hi = np.max([p[:, :2].max(axis=0) for p in nonempty], axis=0)
     else:
         lo, hi = np.zeros(2), np.ones(2)
-    span = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-9))
+    span = float(max(hi[0] - lo[0], hi[1] - lo[1]))
+    if span <= 0:  # one point, or points only along the view axis: a unit-sized view
+        span = 1.0
     inner = size * (1.0 - 2.0 * MARGIN)
     scale = inner / span
     width = size if crop is False else int(min(size, max(16, math.ceil((hi[0] - lo[0]) * scale + 2 * MARGIN * size))))
@@ -135,7 +138,7 @@ def render_clouds(clouds: list[PointCloud], view: str = "front", size: int = 102
         img = np.empty((size, width, 3), dtype=np.uint8)
         img[:] = np.asarray(background, dtype=np.uint8)
         if len(p):
-            k = point_size or max(1, math.ceil(point_spacing(cloud.points) * scale - 1e-6))
+            k = point_size or min(MAX_SPLAT, max(1, math.ceil(point_spacing(cloud.points) * scale - 1e-6)))
             cx = (p[:, 0] - lo[0]) * scale + off[0]
             cy = size - ((p[:, 1] - lo[1]) * scale + off[1])
             px = np.floor(cx - k / 2.0 + 0.5).astype(np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
 
     from imcodec.codecs import codec_by_id
     from imcodec.io.bitstream import parse_stream, read_frame, read_stream_bytes
-    from imcodec.io.files import ensure_dir
+    from imcodec.io.files import staged_outputs
 
     data = read_stream_bytes(stream)
     header, entries = parse_stream(data)
@@ -217,8 +218,8 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
         first -= 1
     out = Path(output)
     as_file = len(wanted) == 1 and not out.is_dir() and not str(output).endswith(("/", os.sep))
-    if not as_file:
-        ensure_dir(out)
+    if as_file and Path(stream).is_file() and out.resolve() == Path(stream).resolve():
+        raise UsageError(f"{out}: output would overwrite its input")
     stem = Path(stream).stem
     state: dict = {}
     post = _enhancers(stream, header, state, denoise_depth, weights, restore, restore_weights, restore_rate)
@@ -226,30 +227,32 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
     keep = set(wanted)
     # frames decoded only as references for later ones need just what the codec's prediction reads
     ref_parts = getattr(codec_obj, "reference_components", None)
-    for i in range(first, wanted[-1] + 1):
-        t0 = time.perf_counter()
-        components = read_frame(data, entries[i])
-        if i not in keep and ref_parts is not None:
-            components = {k: v for k, v in components.items() if k in ref_parts}
-        cloud = codec_obj.decode_frame(components, header, state)
-        seconds += time.perf_counter() - t0
-        if i not in keep:
-            continue
-        if len(cloud) != entries[i].points and not denoise_depth:  # denoised depths change the count
-            from imcodec.errors import BitstreamError
-
-            raise BitstreamError(f"frame {entries[i].number} decodes to {len(cloud)} points, the index "
-                                 f"says {entries[i].points}")
-        if post is not None:
+    # several frames go to a staging directory first: a failure leaves none of them behind
+    with contextlib.nullcontext(out) if as_file else staged_outputs(out) as stage:
+        for i in range(first, wanted[-1] + 1):
             t0 = time.perf_counter()
-            cloud = post(cloud, components)
+            components = read_frame(data, entries[i])
+            if i not in keep and ref_parts is not None:
+                components = {k: v for k, v in components.items() if k in ref_parts}
+            cloud = codec_obj.decode_frame(components, header, state)
             seconds += time.perf_counter() - t0
-        path = out if as_file else out / f"{stem}_{entries[i].number:04d}.ply"
-        write_ply(cloud, path)
-        written.append(str(path))
-        points += len(cloud)
-        if progress is not None:
-            progress(len(written), len(wanted))
+            if i not in keep:
+                continue
+            if len(cloud) != entries[i].points and not denoise_depth:  # denoised depths change the count
+                from imcodec.errors import BitstreamError
+
+                raise BitstreamError(f"frame {entries[i].number} decodes to {len(cloud)} points, the index "
+                                     f"says {entries[i].points}")
+            if post is not None:
+                t0 = time.perf_counter()
+                cloud = post(cloud, components)
+                seconds += time.perf_counter() - t0
+            name = f"{stem}_{entries[i].number:04d}.ply"
+            write_ply(cloud, stage if as_file else stage / name)
+            written.append(str(out if as_file else out / name))
+            points += len(cloud)
+            if progress is not None:
+                progress(len(written), len(wanted))
     return {"output": str(out), "points": points, "frames": len(written), "decode_seconds": round(seconds, 4),
             "written": written}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from imcodec.api._base import PathLike
+from imcodec.api._base import PathLike, check_not_input, check_threads
 from imcodec.errors import UsageError
 from imcodec.io.ply import read_ply, write_ply
 from imcodec.types import PointCloud
@@ -38,6 +38,8 @@ def upsample(src: PathLike, dst: PathLike, factor: int = 4, engine: str = "torch
         raise UsageError(f"--views must be 1..4, got {views}")
     if chunk < 32 or chunk % 8:
         raise UsageError(f"--chunk must be a multiple of 8 and at least 32, got {chunk}")
+    check_threads(threads)
+    check_not_input(src, dst)
     dev = resolve_device(device)
     get_backend(engine)  # UsageError with install hint when unavailable
     if threads:
@@ -68,9 +70,7 @@ def train_upsample(data: list[str], output: PathLike, factor: int = 4, epochs: i
     from imcodec.learned.train import TrainConfig, train_upsampler
     from imcodec.learned.zoo import save_weights
 
-    out = Path(output)
-    if out.is_dir():
-        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    out = _training_output(output, lr=lr, threads=threads, resume=resume, checkpoint_dir=checkpoint_dir)
     cfg = TrainConfig(factor=factor, data=tuple(str(d) for d in data), synth=tuple(synth_shapes),
                       epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
                       lr=lr, seed=seed)
@@ -101,9 +101,7 @@ def train_denoise_lut(data: list[str], output: PathLike, synth_shapes: tuple[str
     from imcodec.learned.enhance_data import load_pairs, training_clouds
     from imcodec.vpcc.config import CTC_RATES
 
-    out = Path(output)
-    if out.is_dir():
-        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    out = _training_output(output)
     _check_rates(rates)
     if min_count < 1:
         raise UsageError(f"--min-count must be >= 1, got {min_count}")
@@ -136,9 +134,7 @@ def train_denoise_depth(data: list[str], output: PathLike, epochs: int = 8, step
     from imcodec.learned.enhance_data import load_pairs, training_clouds
     from imcodec.learned.train_denoise import DenoiseTrainConfig, train_denoiser
 
-    out = Path(output)
-    if out.is_dir():
-        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    out = _training_output(output, lr=lr, threads=threads, resume=resume, checkpoint_dir=checkpoint_dir)
     _check_rates(rates)
     if init is not None:
         from imcodec.learned.denoiser import load_denoiser
@@ -183,9 +179,7 @@ def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_
     from imcodec.learned.restore import weights_bytes
     from imcodec.learned.train_restore import RestoreTrainConfig, train_restorer
 
-    out = Path(output)
-    if out.is_dir():
-        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    out = _training_output(output, lr=lr, threads=threads, resume=resume, checkpoint_dir=checkpoint_dir)
     _check_rates(rates)
     clouds = training_clouds(list(data), tuple(synth_shapes), seed)
     pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
@@ -215,6 +209,8 @@ def restore(src: PathLike, dst: PathLike, rate: str | None = None, weights: Path
 
     if points is not None and points < 1:
         raise UsageError(f"--points must be >= 1, got {points}")
+    check_threads(threads)
+    check_not_input(src, dst)
     model, info = load_restorer(rate, weights)
     cloud = read_ply(src)
     t0 = time.perf_counter()
@@ -266,6 +262,25 @@ def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restor
             keep = source_points(components)
         return restore_cloud(model, info, cloud, restore_rate, keep=keep)
     return post
+
+
+def _training_output(output: PathLike, lr: float | None = None, threads: int | None = None,
+                     resume: bool = False, checkpoint_dir: PathLike | None = None) -> Path:
+    """The weights file to write, checked with the training options before any work starts."""
+    import math
+
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory, expected a weights file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{out}: output directory {str(parent)!r} does not exist")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise UsageError(f"--lr must be a positive number, got {lr}")
+    check_threads(threads)
+    if resume and checkpoint_dir is None:
+        raise UsageError("--resume needs --checkpoint-dir (the folder holding last.pt)")
+    return out
 
 
 def _check_rates(rates) -> None:

@@ -129,14 +129,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 
 
 def _progress_bar(description: str):
-    """A rich progress bar on stderr (None under --quiet): returns (progress, update(done, total))."""
+    """A rich progress bar on stderr (None under --quiet, or when stderr is not a terminal: a log
+    file or pipe gets no bar and no stray blank line before an error): returns (progress,
+    update(done, total))."""
     if _state["quiet"]:
         return None, None
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None, None
     bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[note]}"), console=Console(stderr=True), transient=True)
+                   TextColumn("{task.fields[note]}"), console=console, transient=True)
     task = bar.add_task(description, total=None, note="")
 
     def update(done: int, total: int, note: str = "") -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,21 +20,39 @@ from imcodec.errors import InputError
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path in the target's directory; rename it onto ``path`` if the block succeeds.
 
-    The temp file is removed if the block raises. The parent directory must exist.
+    The temp file is removed if the block raises. The parent directory must exist. A symbolic link
+    is written through (its target is replaced); an existing target that is not a regular file (a
+    device such as /dev/stdout or /dev/null, a FIFO) is written into after the block succeeds, from a
+    temp file in the system temp directory, rather than replaced. OS errors become an InputError
+    naming the output.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{path}: output directory {str(parent)!r} does not exist")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a file name")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
+    special = path.exists() and not path.is_file()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=None if special else parent)
+        os.close(fd)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual new-file mode
-        os.replace(tmp_path, path)
+        try:
+            if special:
+                with open(tmp_path, "rb") as src, open(path, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                tmp_path.unlink()
+            else:
+                os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual new-file mode
+                os.replace(tmp_path, path)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write ({exc.strerror})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -85,6 +104,37 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise InputError(f"{path}: cannot create output directory ({exc.strerror})") from None
     return path
+
+
+@contextlib.contextmanager
+def staged_outputs(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a private staging directory inside ``folder`` (made, with its parents, if needed).
+
+    When the block succeeds, every file written into the staging directory moves into ``folder``
+    (replacing files of the same name); when it raises, they are removed, and so is ``folder`` if
+    this call made it and it is empty. A failed multi-file run thus leaves no partial set behind.
+    """
+    folder = Path(folder)
+    made = not folder.exists()
+    ensure_dir(folder)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".imcodec-", dir=folder))
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot write ({exc.strerror})") from None
+    try:
+        yield stage
+        try:
+            for item in sorted(stage.iterdir()):
+                os.replace(item, folder / item.name)
+        except OSError as exc:
+            raise InputError(f"{folder}: cannot write ({exc.strerror})") from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def digest_files(paths: list[str], extra: bytes = b"") -> str:

@@ -120,6 +120,9 @@ def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: floa
         raise InputError("points contain non-finite coordinates")
     if len(pts) and not np.all(pts == np.rint(pts)):
         raise InputError("artifact removal needs a voxelised cloud (integer coordinates)")
+    if len(pts) and np.abs(pts).max() >= (1 << 19):
+        raise InputError(f"coordinates too large for the voxel grid (max |c| = {np.abs(pts).max():g}, "
+                         f"at most {(1 << 19) - 1})")
     pts = np.unique(np.rint(pts).astype(np.int64), axis=0)
     if len(pts) == 0:
         return pts.reshape(0, 3)

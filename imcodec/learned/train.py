@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -177,7 +178,13 @@ def open_checkpoint(checkpoint_dir: str | Path | None, resume: bool, train_confi
         return ckpt, None
     if ckpt is None or not ckpt.is_file():
         raise UsageError(f"--resume: no checkpoint at {ckpt}")
-    state = torch.load(io.BytesIO(read_bytes(ckpt, "checkpoint")), map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(io.BytesIO(read_bytes(ckpt, "checkpoint")), map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        raise InputError(f"{ckpt}: not a readable training checkpoint "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(state, dict) or "train_config" not in state:
+        raise InputError(f"{ckpt}: not a training checkpoint (no training settings in it; a weights file?)")
     if state["train_config"] != train_config:
         raise UsageError(f"{ckpt}: checkpoint was made with other training settings; "
                          f"use the same flags or another --checkpoint-dir")

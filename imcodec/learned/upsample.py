@@ -187,9 +187,10 @@ def upsample_points(model: PUDenseUpsampler, points: np.ndarray, factor: int, ch
     if len(pts) and not np.all(pts == np.rint(pts)):
         raise InputError("upsampling needs a voxelised cloud (integer coordinates); "
                          "quantise it first (e.g. round to the grid)")
-    pts = np.unique(np.rint(pts).astype(np.int64), axis=0)
     if len(pts) and np.abs(pts).max() >= (1 << 19):
-        raise InputError(f"coordinates too large for the voxel grid (max |c| = {np.abs(pts).max()})")
+        raise InputError(f"coordinates too large for the voxel grid (max |c| = {np.abs(pts).max():g}, "
+                         f"at most {(1 << 19) - 1})")
+    pts = np.unique(np.rint(pts).astype(np.int64), axis=0)
     if views == 1:
         cand, logit = score_candidates(model, pts, chunk, margin, backend=backend, device=device,
                                        progress=progress)

@@ -70,6 +70,12 @@ def prepare(cloud: PointCloud) -> tuple[np.ndarray, np.ndarray | None]:
     if len(pts) and not np.array_equal(rounded, pts):
         bad = pts[np.flatnonzero(np.any(rounded != pts, axis=1))[0]]
         raise InputError(f"V-PCC codes voxelised clouds: coordinates must be integers, got {bad.tolist()}")
+    if len(pts) and float(np.ptp(pts, axis=0).max()) >= COORD_LIMIT:
+        # checked in float: beyond 2**63 the int64 cast below would wrap
+        raise InputError(f"V-PCC input spans {np.ptp(pts, axis=0).max() + 1:g} units; at most {COORD_LIMIT} "
+                         f"are supported")
+    if len(pts) and float(np.abs(pts).max()) >= 2.0 ** 53:
+        raise InputError(f"V-PCC input coordinate {np.abs(pts).max():g} is too large (at most 2**53)")
     coords = rounded.astype(np.int64)
     cols = cloud.colors
     if cols is not None and cols.dtype != np.uint8:

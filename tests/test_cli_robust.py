@@ -1,0 +1,174 @@
+"""Bad input and awkward outputs: one-line errors, no partial or misplaced outputs (audit findings)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+import threading
+
+import numpy as np
+import pytest
+
+from imcodec.errors import InputError
+from imcodec.io.bitstream import parse_stream
+from imcodec.io.files import atomic_output, staged_outputs, write_bytes_atomic
+from imcodec.io.ply import read_ply, write_ply
+from imcodec.synth import make_sequence
+from imcodec.types import PointCloud
+
+
+def _cloud(n: int = 200, seed: int = 0) -> PointCloud:
+    rng = np.random.default_rng(seed)
+    return PointCloud(points=np.unique(rng.integers(0, 32, (n, 3)), axis=0).astype(np.float64))
+
+
+def test_output_through_a_symlink_replaces_its_target(tmp_path):
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(target)
+    write_bytes_atomic(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+
+
+def test_output_onto_a_fifo_writes_into_it(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    write_bytes_atomic(fifo, b"payload" * 1000)
+    reader.join(timeout=10)
+    assert got == [b"payload" * 1000]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still a FIFO, not replaced by a regular file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_unwritable_output_is_a_one_line_input_error(tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(InputError, match=r"out\.bin: cannot write \(Permission denied\)"):
+        write_bytes_atomic(tmp_path / "out.bin", b"x")
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "replace", denied)
+    with pytest.raises(InputError, match="cannot write"):
+        with atomic_output(tmp_path / "out.bin") as tmp:
+            tmp.write_bytes(b"x")
+    assert list(tmp_path.iterdir()) == []  # the temp file is gone too
+
+
+def test_staged_outputs_leave_nothing_on_failure(tmp_path):
+    out = tmp_path / "new" / "frames"
+    with pytest.raises(RuntimeError):
+        with staged_outputs(out) as stage:
+            (stage / "a.ply").write_bytes(b"1")
+            raise RuntimeError("boom")
+    assert not out.exists()
+    keep = tmp_path / "kept"
+    keep.mkdir()
+    (keep / "other.txt").write_text("mine")
+    with staged_outputs(keep) as stage:
+        (stage / "a.ply").write_bytes(b"1")
+    assert sorted(p.name for p in keep.iterdir()) == ["a.ply", "other.txt"]
+
+
+def _octree_sequence(tmp_path, run_cli):
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, cloud in enumerate(make_sequence("torus", bits=6, frames=3, motion="rigid", color=False, seed=1)):
+        write_ply(cloud, folder / f"f_{i:04d}.ply")
+    stream = tmp_path / "seq.imc"
+    code, _, err = run_cli("-q", "encode", folder, "-o", stream)
+    assert code == 0, err
+    return stream
+
+
+def test_failed_multi_frame_decode_leaves_no_frames(tmp_path, run_cli):
+    stream = _octree_sequence(tmp_path, run_cli)
+    data = bytearray(stream.read_bytes())
+    _, entries = parse_stream(bytes(data))
+    last = entries[-1]
+    data[last.offset + last.length - 1] ^= 0x55  # damage the last frame only
+    bad = tmp_path / "bad.imc"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "decoded"
+    code, _, err = run_cli("decode", bad, "-o", out)
+    assert code == 1 and err.startswith("imcodec: error:") and err.count("\n") == 1
+    assert not out.exists()
+    code, _, err = run_cli("-q", "decode", stream, "-o", out)
+    assert code == 0 and len(list(out.glob("*.ply"))) == 3 and not list(out.glob(".*"))
+
+
+def test_outputs_never_replace_their_input(tmp_path, run_cli):
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    stream = tmp_path / "a.imc"
+    assert run_cli("-q", "encode", src, "-o", stream)[0] == 0
+    before = stream.read_bytes()
+    code, _, err = run_cli("decode", stream, "-o", stream)
+    assert code == 2 and "would overwrite its input" in err and stream.read_bytes() == before
+    for cmd in ("upsample", "restore"):
+        code, _, err = run_cli(cmd, src, "-o", src)
+        assert code == 2 and "would overwrite its input" in err, (cmd, err)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "5000"])
+def test_threads_out_of_range_is_a_usage_error(tmp_path, run_cli, value):
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    for cmd in ("upsample", "restore"):
+        code, _, err = run_cli(cmd, src, "-o", tmp_path / "o.ply", "--threads", value)
+        assert code == 2 and f"--threads must be 1..256, got {value}" in err, (cmd, err)
+    assert not (tmp_path / "o.ply").exists()
+
+
+def test_training_options_checked_before_training(tmp_path, run_cli):
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    base = ("train", "upsample", "--data", src, "--no-synth", "--epochs", "1", "--steps-per-epoch", "1")
+    code, _, err = run_cli(*base, "-o", tmp_path / "t.pt", "--lr", "-1")
+    assert code == 2 and "--lr must be a positive number" in err
+    code, _, err = run_cli(*base, "-o", tmp_path / "nodir" / "t.pt")
+    assert code == 2 and "does not exist" in err and "epoch" not in err
+    code, _, err = run_cli(*base, "-o", tmp_path / "t.pt", "--resume")
+    assert code == 2 and "--resume needs --checkpoint-dir" in err
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    code, _, err = run_cli(*base, "-o", tmp_path / "t.pt", "--checkpoint-dir", ck, "--resume")
+    assert code == 1 and "not a readable training checkpoint" in err and err.count("\n") == 1
+
+
+def test_huge_coordinates_fail_fast(tmp_path, run_cli):
+    src = tmp_path / "huge.ply"
+    write_ply(PointCloud(points=np.array([[1.0, 2.0, 3.0], [1e19, 5.0, 6.0]])), src)
+    code, _, err = run_cli("encode", src, "-o", tmp_path / "v.imc", "--codec", "vpcc", "--rate", "r5")
+    assert code == 1 and "spans 1e+19 units" in err and not (tmp_path / "v.imc").exists()
+    for cmd in ("upsample", "restore"):
+        code, _, err = run_cli(cmd, src, "-o", tmp_path / "o.ply")
+        assert code == 1 and "coordinates too large" in err, (cmd, err)
+        assert not (tmp_path / "o.ply").exists()
+
+
+@pytest.mark.parametrize("points", [[[3, 4, 5]], [[3, 4, 5]] * 3, [[0, 0, 0], [0, 0, 5]]])
+def test_render_degenerate_clouds(tmp_path, run_cli, points):
+    src = tmp_path / "p.ply"
+    write_ply(PointCloud(points=np.array(points, dtype=np.float64)), src)
+    out = tmp_path / "p.png"
+    code, _, err = run_cli("-q", "render", src, "-o", out, "--size", "16")
+    assert code == 0, err
+    assert out.stat().st_size > 0
+
+
+def test_errors_start_the_first_line_of_stderr(tmp_path, run_cli):
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    write_ply(_cloud(seed=1), folder / "f_0000.ply")
+    write_ply(PointCloud(points=np.array([[-1.0, 2.0, 3.0]])), folder / "f_0001.ply")
+    code, _, err = run_cli("encode", folder, "-o", tmp_path / "s.imc")
+    assert code == 1 and err.startswith("imcodec: error:"), repr(err)
+    assert not (tmp_path / "s.imc").exists()
+    assert read_ply(folder / "f_0000.ply") is not None
