@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -113,6 +114,128 @@ def test_hand_built_ascii(tmp_path):
     np.testing.assert_array_equal(c.points[:, 0], [1, 4, 7])
     np.testing.assert_array_equal(c.colors[1], [0, 0, 65535])
 
+
+
+def _ascii(props, body, before="", after="", lead="", trail=""):
+    """An ascii PLY with ``element vertex`` sized from the non-blank lines of ``body``; the header's
+    ``before``/``after`` element lines go with the body's ``lead``/``trail`` lines."""
+    n = sum(1 for line in body.splitlines() if line.strip())
+    head = ["ply", "format ascii 1.0", before + f"element vertex {n}"]
+    head += [f"property {t} {name}" for t, name in props]
+    return ("\n".join(head) + "\n" + after + "end_header\n" + lead + body + trail).encode()
+
+
+XYZ = [("float", "x"), ("float", "y"), ("float", "z")]
+RGB = [("uchar", "red"), ("uchar", "green"), ("uchar", "blue")]
+
+
+def test_ascii_rows_parsed_exactly(tmp_path):
+    # odd whitespace, CRLF, blank lines, integer-valued floats and the limits of every integer type
+    props = XYZ + RGB + [("char", "c"), ("short", "s"), ("int", "i"), ("uint", "u"), ("uint8", "u8")]
+    body = (" 1 2 3   0 255 2.0\t-128 -32768 -2147483648 0 0 \r\n\n"
+            "4.5\t-5 6e2 255 0 1 127 32767 2147483647 4294967295 255\r\n"
+            "-0.25 1e-3 7 10 20 30 0 0 0 0 1e2\n")
+    path = tmp_path / "ok.ply"
+    path.write_bytes(_ascii(props, body))
+    c = read_ply(path)
+    rows = np.array([[1, 2, 3], [4.5, -5, 600], [-0.25, 1e-3, 7]], dtype=np.float32)
+    np.testing.assert_array_equal(c.points, rows)
+    np.testing.assert_array_equal(c.colors, [[0, 255, 2], [255, 0, 1], [10, 20, 30]])
+    assert c.colors.dtype == np.uint8
+    expect = {"c": ([-128, 127, 0], np.int8), "s": ([-32768, 32767, 0], np.int16),
+              "i": ([-2147483648, 2147483647, 0], np.int32), "u": ([0, 4294967295, 0], np.uint32),
+              "u8": ([0, 255, 100], np.uint8)}
+    assert list(c.extra) == list(expect)
+    for name, (vals, dt) in expect.items():
+        np.testing.assert_array_equal(c.extra[name], vals)
+        assert c.extra[name].dtype == dt
+
+
+def test_ascii_rows_with_list_elements_around_the_vertices(tmp_path):
+    # list lines of other elements have varying lengths; only the vertex lines are held to 3 values
+    before = "element camera 2\nproperty list uchar float params\n"
+    after = "element face 2\nproperty list uchar int vertex_index\n"
+    path = tmp_path / "lists.ply"
+    path.write_bytes(_ascii(XYZ, "1 2 3\n4 5 6\n", before, after, lead="3 0.5 0.25 1\n0\n",
+                            trail="3 0 1 2\n4 0 1 2 0\n"))
+    np.testing.assert_array_equal(read_ply(path).points, [[1, 2, 3], [4, 5, 6]])
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("1 2 3\n4 5\n7 8 9 10\n", "vertex line 2 has 2 values, expected 3"),  # same total: was misread
+    ("1 2 3 4\n5 6\n", "vertex line 1 has 4 values, expected 3"),
+    ("\n1 2 3\n\n4 5 6\n7 8 9 1\n1 2\n", "vertex line 3 has 4 values, expected 3"),  # blank lines skipped
+    ("1 2 3\n4\t5  \r\n", "vertex line 2 has 2 values, expected 3"),
+], ids=["short_then_long_same_total", "long_then_short", "blank_lines_skipped", "tab_crlf"])
+def test_ascii_vertex_line_value_count(tmp_path, body, message):
+    path = tmp_path / "count.ply"
+    path.write_bytes(_ascii(XYZ, body))
+    with pytest.raises(InputError) as err:
+        read_ply(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_ascii_value_count_counted_from_first_vertex_line(tmp_path):
+    before = "element camera 1\nproperty list uchar float params\n"
+    path = tmp_path / "cam.ply"
+    path.write_bytes(_ascii(XYZ, "1 2 3\n4 5 6 7\n", before, lead="2 0.5 0.25\n"))
+    with pytest.raises(InputError) as err:
+        read_ply(path)
+    assert str(err.value) == f"{path}: vertex line 2 has 4 values, expected 3"
+
+
+@pytest.mark.parametrize(("props", "body", "message"), [
+    (XYZ + RGB, "1 2 3 300 0 0\n", "property 'red' (uchar) has value 300 at vertex line 1, outside 0..255"),
+    (XYZ + RGB, "1 2 3 0 -5 0\n", "property 'green' (uchar) has value -5 at vertex line 1, outside 0..255"),
+    (XYZ + RGB, "1 2 3 0 0 1.7\n", "property 'blue' (uchar) has value 1.7 at vertex line 1, not an integer"),
+    (XYZ + RGB, "1 2 3 1 2 3\n1 2 3 3e2 0 0\n",
+     "property 'red' (uchar) has value 3e2 at vertex line 2, outside 0..255"),
+    (XYZ + RGB, "1 2 3 nan 0 0\n", "property 'red' (uchar) has value nan at vertex line 1, not a finite number"),
+    (XYZ + RGB, "1 2 3 0 inf 0\n", "property 'green' (uchar) has value inf at vertex line 1, not a finite number"),
+    (XYZ + RGB, "1 2 3 1 2 3\n1 2 3 0 0 256\n1 2 3 -1 0 0\n",  # the first bad value in file order
+     "property 'blue' (uchar) has value 256 at vertex line 2, outside 0..255"),
+    ([("uchar", "x"), ("uchar", "y"), ("uchar", "z")], "1000 0 0\n",
+     "property 'x' (uchar) has value 1000 at vertex line 1, outside 0..255"),
+    ([("uint8", "x"), ("uint8", "y"), ("uint8", "z")], "0 0 0\n-1 0 0\n",
+     "property 'x' (uchar) has value -1 at vertex line 2, outside 0..255"),
+    ([("int", "x"), ("int", "y"), ("int", "z")], "1.7 0 0\n",
+     "property 'x' (int) has value 1.7 at vertex line 1, not an integer"),
+    ([("int", "x"), ("int", "y"), ("int", "z")], "0 2147483648 0\n",
+     "property 'y' (int) has value 2147483648 at vertex line 1, outside -2147483648..2147483647"),
+    ([("char", "x"), ("short", "y"), ("uint", "z")], "-129 0 0\n",
+     "property 'x' (char) has value -129 at vertex line 1, outside -128..127"),
+    ([("char", "x"), ("short", "y"), ("uint", "z")], "0 40000 0\n",
+     "property 'y' (short) has value 40000 at vertex line 1, outside -32768..32767"),
+    ([("char", "x"), ("short", "y"), ("uint", "z")], "0 0 4294967296\n",
+     "property 'z' (uint) has value 4294967296 at vertex line 1, outside 0..4294967295"),
+    ([("ushort", "x"), ("float", "y"), ("float", "z")], "1 2 3\n0.5 0 0\n",
+     "property 'x' (ushort) has value 0.5 at vertex line 2, not an integer"),
+    (XYZ, "1 1e39 0\n", "property 'y' (float) has value 1e39 at vertex line 1, outside the float range"),
+    (XYZ, "1 two 3\n", "non-numeric value 'two' for property 'y' at vertex line 1"),
+], ids=["red_300", "green_-5", "blue_1.7", "red_3e2_line2", "red_nan", "green_inf", "first_in_file_order",
+        "uchar_x_1000", "uint8_x_-1", "int_x_1.7", "int_2^31", "char_-129", "short_40000", "uint_2^32",
+        "ushort_0.5", "float_1e39", "non_numeric"])
+def test_ascii_value_outside_declared_type(tmp_path, capfd, props, body, message):
+    path = tmp_path / "range.ply"
+    path.write_bytes(_ascii(props, body))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would surface here instead of InputError
+        with pytest.raises(InputError) as err:
+            read_ply(path)
+    assert str(err.value) == f"{path}: {message}"
+    assert capfd.readouterr().err == ""
+
+
+def test_ascii_extremes_read_without_warnings(tmp_path, capfd):
+    props = [("double", "x"), ("float", "y"), ("float", "z"), ("float", "q")]
+    path = tmp_path / "ext.ply"
+    path.write_bytes(_ascii(props, "1e300 3.4e38 -3.4e38 nan\n1 1e-50 0 inf\n"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = read_ply(path)
+    np.testing.assert_array_equal(c.points, [[1e300, np.float32(3.4e38), np.float32(-3.4e38)], [1, 0, 0]])
+    np.testing.assert_array_equal(c.extra["q"], np.array([np.nan, np.inf], dtype=np.float32))
+    assert capfd.readouterr().err == ""
 
 BAD = {
     "not_ply": (b"hello world\n", "not a PLY"),

@@ -3,7 +3,10 @@
 Reads ascii, binary_little_endian and binary_big_endian bodies; x/y/z of any numeric type, optional
 red/green/blue (uchar or ushort), nx/ny/nz and any other scalar vertex property (kept in
 ``PointCloud.extra``). Other elements (TMC13 writes an empty ``face`` element) are parsed for their
-size and ignored. Writes binary little-endian (default) or ascii, always through a temp file + rename.
+size and ignored. An ascii vertex line must hold exactly one value per property, each fitting its
+declared type (integer types: finite integral values within range); errors name the vertex line,
+counted from 1 at the first line of the vertex element (blank lines skipped). Writes binary
+little-endian (default) or ascii, always through a temp file + rename.
 """
 
 from __future__ import annotations
@@ -142,8 +145,72 @@ def _vertex_dtype(path: Path, el: _Element, endian: str) -> np.dtype:
     return np.dtype([(p.name, endian + p.dtype) for p in el.props])
 
 
+def _values_per_line(joined: bytes) -> np.ndarray:
+    """Number of whitespace-separated values on each line of ``joined`` (lines joined by b"\\n").
+
+    Counts the values exactly as ``bytes.split()`` separates them (space, \\t, \\n, \\v, \\f, \\r), with
+    NumPy over the bytes rather than a Python loop over the lines.
+    """
+    buf = np.frombuffer(joined, dtype=np.uint8)
+    space = (buf == 32) | ((buf >= 9) & (buf <= 13))
+    first = np.empty(len(buf), dtype=bool)  # first byte of each value
+    first[:1] = ~space[:1]
+    np.greater(space[:-1], space[1:], out=first[1:])
+    starts = np.flatnonzero(first)
+    before = np.searchsorted(starts, np.flatnonzero(buf == 10))  # values before each line's end
+    return np.diff(before, prepend=0, append=len(starts))
+
+
+def _parse_floats(path: Path, tokens: list[bytes], el: _Element) -> np.ndarray:
+    """All values as float64; on failure, name the first non-numeric value, its property and line."""
+    try:
+        return np.array(tokens, dtype=np.float64)
+    except ValueError:
+        pass
+    nprops = len(el.props)
+    for k, tok in enumerate(tokens):  # error path only
+        try:
+            float(tok)
+        except ValueError:
+            raise InputError(f"{path}: non-numeric value {tok.decode('ascii', 'replace')!r} for property "
+                             f"{el.props[k % nprops].name!r} at vertex line {k // nprops + 1}") from None
+    raise InputError(f"{path}: non-numeric value in the vertex data")
+
+
+def _first_misfit(col: np.ndarray, prop: _Prop) -> tuple[int, str] | None:
+    """First row of an ascii property column whose value does not fit the property's type, and why.
+
+    Integer types take only finite integral values within the type's range (``2.0`` is 2, ``1.7`` is an
+    error); float takes anything except a finite value beyond its range (it would become inf); double
+    takes anything.
+    """
+    dt = np.dtype(prop.dtype)
+    if dt.kind == "f":
+        if dt.itemsize == 8:
+            return None
+        bad = (np.abs(col) > np.finfo(dt).max) & np.isfinite(col)
+        return (int(np.argmax(bad)), f"outside the {_NAMES[prop.dtype]} range") if bad.any() else None
+    info = np.iinfo(dt)
+    ok = (col >= info.min) & (col <= info.max) & (col == np.floor(col))  # False for nan and inf
+    if ok.all():
+        return None
+    row = int(np.argmin(ok))
+    value = col[row]
+    if not np.isfinite(value):
+        return row, "not a finite number"
+    if value != np.floor(value):
+        return row, "not an integer"
+    return row, f"outside {info.min}..{info.max}"
+
+
 def _read_ascii_vertices(path: Path, data: bytes, body_start: int, elements: list[_Element],
                          vi: int, dtype: np.dtype) -> np.ndarray:
+    """The vertex rows of an ascii body, one line per vertex, each with exactly one value per property.
+
+    Blank lines are ignored. Errors count vertex lines from 1 at the first line of the vertex element
+    ("vertex line 2" is the second vertex). Lines of other elements (list properties included) are only
+    counted, one per item, to find the vertex lines.
+    """
     lines = [line for line in data[body_start:].splitlines() if line.strip()]  # blank lines carry nothing
     skip = sum(e.count for e in elements[:vi])  # one line per item in ascii PLY
     el = elements[vi]
@@ -156,16 +223,26 @@ def _read_ascii_vertices(path: Path, data: bytes, body_start: int, elements: lis
             raise InputError(f"{path}: header/count mismatch: header declares {el.count} vertices, "
                              f"the body has {el.count + surplus} lines")
     nprops = len(el.props)
-    try:
-        values = np.array(b" ".join(rows).split(), dtype=np.float64)
-    except ValueError:
-        raise InputError(f"{path}: non-numeric value in the vertex data") from None
-    if values.size != nprops * el.count:
-        raise InputError(f"{path}: vertex lines do not all have {nprops} values")
-    values = values.reshape(el.count, nprops)
     out = np.empty(el.count, dtype=dtype.newbyteorder("="))
+    if el.count == 0:
+        return out
+    joined = b"\n".join(rows)
+    per_line = _values_per_line(joined)
+    wrong = np.flatnonzero(per_line != nprops)
+    if len(wrong):
+        i = int(wrong[0])
+        raise InputError(f"{path}: vertex line {i + 1} has {per_line[i]} values, expected {nprops}")
+    tokens = joined.split()
+    values = _parse_floats(path, tokens, el).reshape(el.count, nprops)
+    misfits = [(m[0], i, m[1]) for i, p in enumerate(el.props) if (m := _first_misfit(values[:, i], p))]
+    if misfits:
+        row, i, why = min(misfits)  # the first in file order
+        p = el.props[i]
+        value = tokens[row * nprops + i].decode("ascii", "replace")
+        raise InputError(f"{path}: property {p.name!r} ({_NAMES[p.dtype]}) has value {value} "
+                         f"at vertex line {row + 1}, {why}")
     for i, p in enumerate(el.props):
-        out[p.name] = values[:, i]
+        out[p.name] = values[:, i]  # every value fits: no wrap, truncation or overflow
     return out
 
 
