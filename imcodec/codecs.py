@@ -28,10 +28,17 @@ When frames are decoded out of order (``--frames 10:20``), ``state`` starts empt
 requested frame; a codec that needs earlier frames says so with ``FrameCode.needs_previous``. A codec
 may set ``reference_components`` (a set of component names): frames decoded only as references for
 later ones are then given just those components (the octree codec: its geometry, not its colour).
+
+A codec names the components that carry colour in ``color_components``. When the stream header
+declares colour (``FLAG_COLORS``), the container requires them in every frame
+(:func:`imcodec.io.bitstream.read_frame`), and :func:`register_codec` wraps ``decode_frame`` so that
+a frame given its colour components that still decodes points without colours is a
+:class:`BitstreamError` (:func:`check_decoded_colors`), whatever the codec.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,6 +66,7 @@ class Codec(Protocol):
     name: str
     codec_id: int
     config_type: type
+    color_components: frozenset[str]  # the components that carry colour
 
     @classmethod
     def make_config(cls, options: dict[str, Any]) -> Any: ...
@@ -84,14 +92,44 @@ _MODULES = {
 }
 
 
+def check_decoded_colors(codec: Any, components: dict[str, bytes], header: Any, cloud: PointCloud) -> None:
+    """BitstreamError when the stream header declares colour, the frame was given its colour
+    components (``codec.color_components``) and ``cloud`` still has points but no colours.
+
+    A caller that leaves the colour components out on purpose (a frame decoded only as a reference
+    for later ones, see ``reference_components``) gets no colours and no error."""
+    if not getattr(header, "has_colors", False) or cloud.colors is not None or len(cloud) == 0:
+        return
+    if not all(name in components for name in getattr(codec, "color_components", ())):
+        return
+    raise BitstreamError(f"a frame of {len(cloud)} points decodes without colour although the stream "
+                         "header declares colour (its colour component is empty or inconsistent)")
+
+
+def _checked_decode(decode):
+    @functools.wraps(decode)
+    def decode_frame(self, components, header, state):
+        cloud = decode(self, components, header, state)
+        check_decoded_colors(self, components, header, cloud)
+        return cloud
+
+    decode_frame._colour_checked = True
+    return decode_frame
+
+
 def register_codec(name: str, codec_id: int):
-    """Class decorator: register a codec under ``name`` and a stable numeric id (stored in streams)."""
+    """Class decorator: register a codec under ``name`` and a stable numeric id (stored in streams).
+
+    The class's ``decode_frame`` is wrapped with :func:`check_decoded_colors`."""
 
     def deco(cls):
         if name in _REGISTRY.by_name or codec_id in _REGISTRY.by_id:
             raise RuntimeError(f"codec {name!r} / id {codec_id} registered twice")
         cls.name = name
         cls.codec_id = codec_id
+        decode = cls.__dict__.get("decode_frame")
+        if decode is not None and not getattr(decode, "_colour_checked", False):
+            cls.decode_frame = _checked_decode(decode)
         _REGISTRY.by_name[name] = cls
         _REGISTRY.by_id[codec_id] = cls
         return cls
@@ -136,6 +174,13 @@ def codec_by_id(codec_id: int) -> Codec:
     return cls()
 
 
+def color_components(codec_id: int) -> frozenset[str]:
+    """The components that carry colour in frames of codec ``codec_id`` (empty for an unknown id)."""
+    _load_all()
+    cls = _REGISTRY.by_id.get(codec_id)
+    return frozenset(getattr(cls, "color_components", ())) if cls is not None else frozenset()
+
+
 def codec_name_for_id(codec_id: int) -> str:
     """The registered name of a codec id, or ``"unknown (id N)"`` (for describing streams)."""
     _load_all()
@@ -143,9 +188,12 @@ def codec_name_for_id(codec_id: int) -> str:
     return cls.name if cls is not None else f"unknown (id {codec_id})"
 
 
+_FLAGS = {"bit_depth": "--bits"}  # option keys whose command-line flag is not the key's spelling
+
+
 def reject_unsupported(codec: str, options: dict[str, Any], supported: set[str]) -> None:
     """UsageError naming the options (given, i.e. not None/False) that ``codec`` does not support."""
     bad = sorted(k for k, v in options.items() if v is not None and v is not False and k not in supported)
     if bad:
-        flags = ", ".join("--" + k.replace("_", "-") for k in bad)
+        flags = ", ".join(_FLAGS.get(k, "--" + k.replace("_", "-")) for k in bad)
         raise UsageError(f"codec {codec!r} does not support {flags}")

@@ -148,3 +148,122 @@ def test_read_stream_bytes(tmp_path):
         read_stream_bytes(q)
     with pytest.raises(InputError, match="no such"):
         read_stream_bytes(tmp_path / "missing.imc")
+
+
+# ------------------------------------------------------------------ consistency checks (audit 10, 11, 12, 17)
+
+def _assemble(frames, codec_id=1, bit_depth=10, flags=1, origin=None, scale=None, params=b"\x07\x08") -> bytes:
+    """A stream with valid CRCs built field by field (so values StreamWriter refuses can be written):
+    frames = [(number, points, frame flags, {name: payload})]."""
+    extra = b""
+    if origin is not None:
+        flags |= 2
+        extra += struct.pack("<3d", *origin)
+    if scale is not None:
+        flags |= 4
+        extra += struct.pack("<d", scale)
+    head = (MAGIC + bytes([VERSION, codec_id, flags, bit_depth]) + extra + put_varint(len(frames))
+            + put_varint(max((f[1] for f in frames), default=0)) + put_varint(len(params)) + params)
+    head += struct.pack("<I", zlib.crc32(head))
+    bodies = []
+    for _, _, _, chunks in frames:
+        parts = [bytes([len(chunks)])]
+        for name, payload in chunks.items():
+            raw = name.encode("latin-1")
+            h = bytes([len(raw)]) + raw + put_varint(len(payload))
+            parts.append(h + struct.pack("<I", zlib.crc32(payload, zlib.crc32(h))) + payload)
+        bodies.append(b"".join(parts))
+    index = b"".join(put_varint(n) + put_varint(len(b)) + put_varint(p) + bytes([f])
+                     for (n, p, f, _), b in zip(frames, bodies))
+    return head + index + struct.pack("<I", zlib.crc32(index)) + b"".join(bodies)
+
+
+_COLOURED = {"geometry": b"g", "attribute": b"c"}
+
+
+def test_assembled_stream_equals_the_writer_output():
+    w = StreamWriter(codec_id=1, params=b"\x07\x08")
+    w.add_frame(3, 10, _COLOURED)
+    assert _assemble([(3, 10, 0, _COLOURED)], origin=(1.5, 0.0, 0.0), scale=0.5) == w.finish(
+        bit_depth=10, origin=(1.5, 0.0, 0.0), scale=0.5, flags=1)
+
+
+def test_duplicate_frame_numbers_are_rejected():
+    data = _assemble([(5, 10, 0, _COLOURED), (5, 10, 0, _COLOURED)])
+    with pytest.raises(BitstreamError, match="frame number 5 appears twice"):
+        parse_stream(data)
+    # distinct numbers in any order are fine (the format does not require them to increase)
+    assert [e.number for e in parse_stream(_assemble([(7, 1, 0, _COLOURED), (5, 1, 0, _COLOURED)]))[1]] == [7, 5]
+    w = StreamWriter(codec_id=1)
+    w.add_frame(5, 1, _COLOURED)
+    with pytest.raises(InputError, match="frame number 5 added twice"):
+        w.add_frame(5, 1, _COLOURED)
+
+
+@pytest.mark.parametrize("kw, quoted", [
+    (dict(origin=(1e308, 0.0, 0.0)), "1e+308"),
+    (dict(origin=(0.0, -1e16, 0.0)), "-1e+16"),
+    (dict(origin=(0.0, 0.0, float("nan"))), "nan"),
+    (dict(origin=(float("inf"), 0.0, 0.0)), "inf"),
+    (dict(scale=1e-308), "1e-308"),
+    (dict(scale=1e-13), "1e-13"),
+    (dict(scale=float("inf")), "inf"),
+    (dict(scale=0.0), "scale 0.0"),
+    (dict(scale=-2.0), "scale -2.0"),
+    (dict(bit_depth=0), "bit depth 0"),
+    (dict(bit_depth=54), "bit depth 54"),
+    (dict(bit_depth=255), "bit depth 255"),
+])
+def test_header_coordinates_that_cannot_decode_are_rejected(kw, quoted):
+    data = _assemble([(0, 1, 0, _COLOURED)], **kw)
+    with pytest.raises(BitstreamError) as err:
+        parse_stream(data)
+    msg = str(err.value)
+    assert quoted in msg and "\n" not in msg
+    w = StreamWriter(codec_id=1)  # the writer refuses what the reader would reject
+    w.add_frame(0, 1, _COLOURED)
+    args = {"bit_depth": 10, **kw}
+    with pytest.raises(InputError):
+        w.finish(**args)
+
+
+@pytest.mark.parametrize("kw", [dict(bit_depth=1), dict(bit_depth=21), dict(bit_depth=53),
+                                dict(bit_depth=21, scale=1e-6), dict(bit_depth=10, origin=(-1e12, 5e14, 0.0)),
+                                dict(bit_depth=10, scale=16.0, origin=(0.25, 0.5, 0.75))])
+def test_sane_header_coordinates_are_accepted(kw):
+    w = StreamWriter(codec_id=1)
+    w.add_frame(0, 1, _COLOURED)
+    header, _ = parse_stream(w.finish(flags=1, **kw))
+    assert header.bit_depth == kw["bit_depth"]
+    assert header.scale == kw.get("scale", 1.0) and header.origin == kw.get("origin", (0.0, 0.0, 0.0))
+
+
+def test_chunk_names_print_as_text():
+    data = bytearray(_stream())
+    data[-1] ^= 0x01  # the last payload byte (frame 4's attribute chunk), CRC left as it was
+    _, entries = parse_stream(bytes(data))
+    with pytest.raises(BitstreamError) as err:
+        read_frame(bytes(data), entries[1])
+    assert str(err.value) == "frame 4: chunk 'attribute' CRC mismatch (stream damaged)"
+    bad = _assemble([(0, 1, 0, {"geometry": b"g", "attr\x00bute": b"c"})], flags=0)
+    _, entries = parse_stream(bad)
+    with pytest.raises(BitstreamError, match=r"chunk name 'attr\\x00bute' is not printable ASCII"):
+        read_frame(bad, entries[0])
+
+
+def test_colour_stream_frame_needs_its_colour_chunk():
+    data = _assemble([(0, 1, 0, _COLOURED), (1, 1, 0, {"geometry": b"g"})])  # octree, colour flag set
+    _, entries = parse_stream(data)
+    assert read_frame(data, entries[0]) == _COLOURED
+    with pytest.raises(BitstreamError, match="frame 1 lacks its colour component 'attribute'"):
+        read_frame(data, entries[1])
+    with pytest.raises(BitstreamError, match="frame 1 lacks its colour component"):
+        stream_info(data)
+    # without the colour flag, or for a V-PCC stream with the (empty) attribute video, nothing is missing
+    plain = _assemble([(1, 1, 0, {"geometry": b"g"})], flags=0)
+    assert read_frame(plain, parse_stream(plain)[1][0]) == {"geometry": b"g"}
+    vpcc = _assemble([(1, 1, 0, {"patches": b"p", "attribute_video": b""})], codec_id=2)
+    assert read_frame(vpcc, parse_stream(vpcc)[1][0])["attribute_video"] == b""
+    vpcc = _assemble([(1, 1, 0, {"patches": b"p"})], codec_id=2)
+    with pytest.raises(BitstreamError, match="frame 1 lacks its colour component 'attribute_video'"):
+        read_frame(vpcc, parse_stream(vpcc)[1][0])

@@ -5,11 +5,16 @@ chunks (``geometry``, ``attribute``, V-PCC sub-streams, ...), each with its leng
 Fixed-size integers are little-endian, counts and lengths are LEB128 varints (the container costs
 about 40 bytes for a one-frame stream). The parser checks magic, version, every length against the bytes
 actually present and every CRC before it trusts a field, so a truncated or damaged stream raises
-:class:`~imcodec.errors.BitstreamError` and never makes it allocate more than the stream holds.
+:class:`~imcodec.errors.BitstreamError` and never makes it allocate more than the stream holds. It
+also rejects what no writer produces: a bit depth outside 1..53, an origin / scale whose decoded
+positions could leave +-2**53 (or overflow), a frame number listed twice, and, in a stream whose
+header declares colour, a frame without its codec's colour component.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import struct
 import zlib
@@ -24,6 +29,8 @@ MAX_FRAMES = 1 << 24
 MAX_POINTS = (1 << 31) - 1
 MAX_CHUNKS = 255
 MAX_NAME = 32
+MIN_BIT_DEPTH, MAX_BIT_DEPTH = 1, 53  # octree codes up to 21 bits, V-PCC coordinates up to 2**53
+MAX_COORD = float(1 << 53)  # decoded positions stay within +-2**53, where float64 holds every integer
 
 _FIXED = struct.Struct("<4sBBBB")  # magic, version, codec id, flags, bit depth
 _CRC = struct.Struct("<I")
@@ -96,9 +103,32 @@ class FrameEntry:
     points: int
     flags: int = 0
 
+    # the chunks that carry colour in a stream whose header declares colour (the codec's
+    # ``color_components``); :func:`read_frame` rejects a frame that lacks one
+    color_chunks: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
     @property
     def needs_previous(self) -> bool:
         return bool(self.flags & FRAME_NEEDS_PREVIOUS)
+
+
+def _check_coordinates(bit_depth, origin, scale) -> str | None:
+    """Why the header's coordinate fields are unusable, or None. Decoded positions are
+    ``q / scale + origin`` with ``q < 2**bit_depth`` (times the scale when it is above 1), so the range
+    ``origin + [0, 2**bit_depth / min(scale, 1)]`` must stay within +-2**53 (float64 keeps every
+    integer there, and nothing a decoder computes can overflow)."""
+    if (isinstance(bit_depth, bool) or not isinstance(bit_depth, numbers.Integral)
+            or not MIN_BIT_DEPTH <= bit_depth <= MAX_BIT_DEPTH):
+        return f"bit depth {bit_depth!r} (expected {MIN_BIT_DEPTH}..{MAX_BIT_DEPTH})"
+    if not all(math.isfinite(v) for v in origin):
+        return f"non-finite origin {tuple(origin)}"
+    if not (math.isfinite(scale) and scale > 0):
+        return f"invalid scale {scale} (expected a finite number > 0)"
+    reach = max(abs(v) for v in origin) + 2.0 ** bit_depth / min(scale, 1.0)
+    if not reach <= MAX_COORD:
+        return (f"origin {tuple(origin)} and scale {scale}: {bit_depth}-bit coordinates would decode up to "
+                f"{reach:.3g}, beyond 2**53")
+    return None
 
 
 @dataclass
@@ -108,12 +138,15 @@ class StreamWriter:
     codec_id: int
     params: bytes = b""
     frames: list[tuple[int, int, int, bytes]] = field(default_factory=list)
+    _numbers: set[int] = field(default_factory=set, init=False, repr=False)
 
     def add_frame(self, number: int, points: int, components: dict[str, bytes],
                   needs_previous: bool = False) -> dict[str, int]:
         """Add one frame's chunks; returns the bytes per component."""
         if not 0 <= number < 1 << 32:
             raise InputError(f"frame number {number} does not fit the container (0..2^32-1)")
+        if number in self._numbers:
+            raise InputError(f"frame number {number} added twice; the frames of a stream need distinct numbers")
         if not 0 <= points <= MAX_POINTS:
             raise InputError(f"frame {number}: {points} points exceed the container limit {MAX_POINTS}")
         if len(components) > MAX_CHUNKS:
@@ -130,6 +163,7 @@ class StreamWriter:
             sizes[name] = len(payload)
         flags = FRAME_NEEDS_PREVIOUS if needs_previous else 0
         self.frames.append((number, points, flags, b"".join(parts)))
+        self._numbers.add(number)
         return sizes
 
     def finish(self, bit_depth: int, origin=(0.0, 0.0, 0.0), scale: float = 1.0, flags: int = 0) -> bytes:
@@ -137,6 +171,9 @@ class StreamWriter:
         if len(self.frames) > MAX_FRAMES:
             raise InputError(f"{len(self.frames)} frames exceed the container limit {MAX_FRAMES}")
         origin = tuple(float(v) for v in origin)
+        bad = _check_coordinates(bit_depth, origin, float(scale))
+        if bad:
+            raise InputError(f"cannot write a stream header with {bad}")
         if len(self.params) > 1 << 16:
             raise ValueError(f"codec parameters of {len(self.params)} bytes; at most 65536")
         flags &= FLAG_COLORS
@@ -192,8 +229,9 @@ def parse_stream(data: bytes) -> tuple[StreamHeader, list[FrameEntry]]:
         raise BitstreamError("global header CRC mismatch (stream damaged)")
     if flags & ~(FLAG_COLORS | _FLAG_ORIGIN | _FLAG_SCALE):
         raise BitstreamError(f"global header has unknown flags {flags:#x}")
-    if not (0 < scale < float("inf")) or not all(abs(v) < float("inf") for v in origin):
-        raise BitstreamError(f"header has invalid scale {scale} or origin {origin}")
+    bad = _check_coordinates(bit_depth, origin, scale)
+    if bad:
+        raise BitstreamError(f"global header has {bad}")
     header = StreamHeader(codec_id=codec_id, bit_depth=bit_depth, origin=origin, scale=scale,
                           frame_count=n_frames, max_points=max_points, flags=flags & FLAG_COLORS,
                           params=bytes(data[pos:end_head]), version=version)
@@ -214,11 +252,21 @@ def parse_stream(data: bytes) -> tuple[StreamHeader, list[FrameEntry]]:
     if crc != zlib.crc32(data[start_index:pos]):
         raise BitstreamError("frame index CRC mismatch (stream damaged)")
     offset = pos + _CRC.size
+    color_chunks: frozenset[str] = frozenset()
+    if header.has_colors:
+        from imcodec.codecs import color_components
+
+        color_chunks = color_components(codec_id)
     entries = []
-    for number, length, points, fflags in rows:
+    seen: dict[int, int] = {}
+    for i, (number, length, points, fflags) in enumerate(rows):
         if fflags & ~FRAME_NEEDS_PREVIOUS:
             raise BitstreamError(f"frame {number} has unknown flags {fflags:#x}")
-        entries.append(FrameEntry(number, offset, length, points, fflags))
+        if number in seen:
+            raise BitstreamError(f"frame number {number} appears twice in the frame index (entries "
+                                 f"{seen[number]} and {i}); frame numbers must be distinct")
+        seen[number] = i
+        entries.append(FrameEntry(number, offset, length, points, fflags, color_chunks))
         offset += length
     if offset != len(data):
         what = "truncated" if offset > len(data) else "followed by extra bytes"
@@ -240,6 +288,7 @@ def read_frame(data: bytes, entry: FrameEntry) -> dict[str, bytes]:
         if not 1 <= name_len <= MAX_NAME or pos + 1 + name_len > len(view):
             raise BitstreamError(f"frame {entry.number}: bad or truncated chunk header")
         raw = bytes(view[pos + 1: pos + 1 + name_len])
+        name = raw.decode("latin-1")  # any byte -> one character; repr() escapes the unprintable ones
         length, pos = get_varint(view, pos + 1 + name_len, len(view), "chunk length")
         head = bytes(view[start:pos])
         if pos + _CRC.size + length > len(view):
@@ -248,13 +297,18 @@ def read_frame(data: bytes, entry: FrameEntry) -> dict[str, bytes]:
         payload = bytes(view[pos + _CRC.size: pos + _CRC.size + length])
         pos += _CRC.size + length
         if zlib.crc32(payload, zlib.crc32(head)) != crc:
-            raise BitstreamError(f"frame {entry.number}: chunk {raw!r} CRC mismatch (stream damaged)")
-        name = raw.decode("ascii", errors="replace")
+            raise BitstreamError(f"frame {entry.number}: chunk {name!r} CRC mismatch (stream damaged)")
+        if not (name.isascii() and name.isprintable()):
+            raise BitstreamError(f"frame {entry.number}: chunk name {name!r} is not printable ASCII")
         if name in chunks:
             raise BitstreamError(f"frame {entry.number}: chunk {name!r} appears twice")
         chunks[name] = payload
     if pos != len(view):
         raise BitstreamError(f"frame {entry.number}: {len(view) - pos} stray bytes after its chunks")
+    missing = sorted(entry.color_chunks - chunks.keys())
+    if missing:
+        raise BitstreamError(f"frame {entry.number} lacks its colour component "
+                             f"{', '.join(repr(m) for m in missing)} (the stream header declares colour)")
     return chunks
 
 

@@ -75,6 +75,7 @@ class OctreeCodec:
 
     config_type = OctreeConfig
     reference_components = frozenset({"geometry"})  # what a later frame's decoding needs of this one
+    color_components = frozenset({"attribute"})  # present in every frame of a colour stream
 
     @classmethod
     def make_config(cls, options: dict[str, Any]) -> OctreeConfig:
@@ -84,6 +85,9 @@ class OctreeCodec:
         lossless = options.get("lossless")
         if scale is not None and lossless:
             raise UsageError("--lossless and --scale exclude each other")
+        if options.get("lossless_color") and options.get("attr_qp") is not None:
+            raise UsageError(f"--lossless-color and --attr-qp {options['attr_qp']} exclude each other "
+                             f"(lossless colour has no QP)")
         kw: dict[str, Any] = {"lossless": scale is None}
         if scale is not None:
             kw["scale"] = float(scale)
@@ -139,15 +143,26 @@ class OctreeCodec:
         if "geometry" not in components or extra:
             raise BitstreamError(f"octree frame has components {sorted(components)}; expected geometry "
                                  "(+ attribute)")
+        if not 1 <= header.bit_depth <= MAX_BITS:
+            raise BitstreamError(f"octree stream header declares bit depth {header.bit_depth}; the octree "
+                                 f"codec codes 1..{MAX_BITS}")
+        lossless = bool(header.params[1] & _FLAG_LOSSLESS)
+        if not 0 < header.scale <= 16 or (lossless and header.scale != 1):
+            raise BitstreamError(f"octree stream header has scale {header.scale}; the codec writes (0, 16], "
+                                 f"and 1 for lossless geometry")
         vox, counts, state["octree_ref"] = decode_geometry_ref(components["geometry"], header.max_points,
                                                                state.get("octree_ref"))
+        # the encoder quantised coordinates below 2**bit_depth: q <= round(2**bit_depth * scale)
+        top = int(vox.max()) if len(vox) else 0
+        if top > (1 << header.bit_depth) * header.scale + 1:
+            raise BitstreamError(f"octree frame has coordinate {top}, beyond the header's bit depth "
+                                 f"{header.bit_depth} at scale {header.scale}")
         pos = np.repeat(vox, counts, axis=0)
         colors = None
         if "attribute" in components:
             from imcodec.octree.attributes import decode_colors
 
             colors = decode_colors(pos, components["attribute"])
-        lossless = bool(header.params[1] & _FLAG_LOSSLESS)
         return PointCloud(points=dequantize(pos, header.scale, header.origin), colors=colors,
                           point_dtype="float32" if lossless else "float64")
 

@@ -29,6 +29,9 @@ class VpccCodec:
     """V-PCC intra codec (see the module docstring)."""
 
     config_type = VpccConfig
+    # every frame carries it; empty without colour, and in a GOF's later frames whose colour video
+    # rides on the GOF's first frame (MODE_GOF, imcodec.vpcc.inter)
+    color_components = frozenset({"attribute_video"})
 
     @classmethod
     def make_config(cls, options: dict[str, Any]) -> VpccConfig:
@@ -60,20 +63,28 @@ class VpccCodec:
     def decode_frame(self, components: dict[str, bytes], header: Any, state: dict) -> PointCloud:
         params = header.params if hasattr(header, "params") else bytes(header)
         sp = StreamParams.unpack(params)
+        colors = getattr(header, "has_colors", None)
         if "gof" in components:
             from imcodec.vpcc.inter import decode_gof_frame
 
-            return decode_gof_frame(components, sp, state, denoiser=state.get("depth_denoiser"))
-        state.pop("gof", None)
-        return decode_components(components, sp, denoiser=state.get("depth_denoiser"))
+            cloud = decode_gof_frame(components, sp, state, denoiser=state.get("depth_denoiser"))
+        else:
+            state.pop("gof", None)
+            cloud = decode_components(components, sp, denoiser=state.get("depth_denoiser"), has_colors=colors)
+        if colors and cloud.colors is None and len(cloud) == 0:
+            # a frame without points in a colour stream: empty colours, as the encoder's recon has
+            cloud = cloud.with_(colors=np.zeros((0, 3), dtype=np.uint8))
+        return cloud
 
 
 def decode_components(components: dict[str, bytes], sp: StreamParams, threads: int = 2,
-                      denoiser=None) -> PointCloud:
+                      denoiser=None, has_colors: bool | None = None) -> PointCloud:
     """Rebuild a frame from its sub-streams (BitstreamError when one is missing or damaged).
 
     ``denoiser(geo_frames, meta, occ, owner, sp) -> geo_frames`` (optional, e.g.
-    :class:`imcodec.learned.denoiser.DepthDenoiser`) filters the decoded depth frames."""
+    :class:`imcodec.learned.denoiser.DepthDenoiser`) filters the decoded depth frames. ``has_colors``: the
+    stream header declares colour (True: a frame with points needs a non-empty attribute video;
+    None: not known)."""
     missing = [name for name in COMPONENTS if name not in components]
     if missing:
         raise BitstreamError(f"V-PCC frame lacks sub-stream(s) {', '.join(missing)}")
@@ -95,6 +106,9 @@ def decode_components(components: dict[str, bytes], sp: StreamParams, threads: i
         raise BitstreamError("V-PCC frame without patches carries geometry video or occupancy data")
     points, ys, xs, slot = frame_geometry(meta, occ, owner, sp, geo, raw)
     points = points + meta.origin
+    if has_colors and len(points) and not components["attribute_video"]:
+        raise BitstreamError(f"V-PCC frame of {len(points)} points has an empty attribute video although "
+                             "the stream header declares colour")
     colors = None
     if components["attribute_video"]:
         n_frames = sp.n_attribute_frames
