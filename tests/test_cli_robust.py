@@ -172,3 +172,57 @@ def test_errors_start_the_first_line_of_stderr(tmp_path, run_cli):
     assert code == 1 and err.startswith("imcodec: error:"), repr(err)
     assert not (tmp_path / "s.imc").exists()
     assert read_ply(folder / "f_0000.ply") is not None
+
+
+def test_contradictory_flags_are_usage_errors(tmp_path, run_cli):
+    src = tmp_path / "a.ply"
+    cloud = _cloud()
+    write_ply(PointCloud(points=cloud.points, colors=np.full((len(cloud), 3), 90, np.uint8)), src)
+    code, _, err = run_cli("encode", src, "-o", tmp_path / "o.imc", "--lossless-color", "--attr-qp", "30")
+    assert code == 2 and "--lossless-color and --attr-qp 30 exclude each other" in err
+    code, _, err = run_cli("encode", src, "-o", tmp_path / "o.imc", "--codec", "vpcc", "--attr-qp", "30",
+                           "--attribute-qp", "40")
+    assert code == 2 and "--attribute-qp 40 and its alias --attr-qp 30 disagree" in err
+    code, _, err = run_cli("convert", src, tmp_path / "c.ply", "--ascii", "--format", "binary_big_endian")
+    assert code == 2 and "--ascii and --format binary_big_endian exclude each other" in err
+    assert not list(tmp_path.glob("o.imc")) and not (tmp_path / "c.ply").exists()
+    assert run_cli("-q", "convert", src, tmp_path / "c.ply", "--ascii", "--format", "ascii")[0] == 0
+    assert (tmp_path / "c.ply").read_bytes().startswith(b"ply\nformat ascii")
+
+
+def test_non_finite_weights_are_rejected(tmp_path):
+    import io
+
+    import torch
+
+    from imcodec.learned.zoo import load_upsampler, read_weights, shipped_weights
+
+    payload = read_weights(shipped_weights(4))
+    name = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][name] = torch.full_like(payload["state_dict"][name], float("nan"))
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    bad = tmp_path / "nan.pt"
+    bad.write_bytes(buf.getvalue())
+    with pytest.raises(InputError, match=f"nan.pt: weights hold non-finite values \\(in '{name}'\\)"):
+        load_upsampler(4, bad)
+
+
+def test_input_spec_edge_cases(tmp_path, run_cli):
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    code, _, err = run_cli("encode", "", "-o", tmp_path / "o.imc")
+    assert code == 2 and "empty input path" in err
+    code, _, err = run_cli("encode", src, "-o", tmp_path / "o.imc", "--start", "3", "--count", "5")
+    assert code == 2 and "--start/--count select frames of a sequence" in err
+    assert not (tmp_path / "o.imc").exists()
+    fifo = tmp_path / "pipe.ply"  # what a shell's <(...) gives
+    os.mkfifo(fifo)
+    feeder = threading.Thread(target=lambda: fifo.write_bytes(src.read_bytes()), daemon=True)
+    feeder.start()
+    code, _, err = run_cli("-q", "encode", fifo, "-o", tmp_path / "p.imc")
+    feeder.join(timeout=10)
+    assert code == 0, err
+    code, _, err = run_cli("-q", "decode", tmp_path / "p.imc", "-o", tmp_path / "p.ply")
+    assert code == 0 and np.array_equal(np.unique(read_ply(tmp_path / "p.ply").points, axis=0),
+                                        np.unique(_cloud().points, axis=0))

@@ -53,7 +53,7 @@ def info(
 def convert(
     src: Annotated[str, typer.Argument(help="Input PLY, or a sequence (directory, glob, %04d pattern).")],
     dst: Annotated[Path, typer.Argument(help="Output PLY, or an output directory for a sequence.")],
-    fmt: Annotated[PlyFormatOpt, typer.Option("--format", "-f", help="Body encoding of the output.")] = PlyFormatOpt.binary,
+    fmt: Annotated[Optional[PlyFormatOpt], typer.Option("--format", "-f", help="Body encoding of the output [default: binary].")] = None,
     ascii_: Annotated[bool, typer.Option("--ascii", help="Shorthand for --format ascii.")] = False,
     point_type: Annotated[Optional[str], typer.Option("--point-type", help="On-disk type of x/y/z (float32, float64, int32, uint16, ...); default: as read.")] = None,
     start: FramesStart = None,
@@ -62,7 +62,12 @@ def convert(
     """Re-encode PLY files (ascii <-> binary, coordinate type), keeping every vertex property."""
     from imcodec import api
 
-    written = api.convert(src, dst, fmt="ascii" if ascii_ else fmt.value, point_type=point_type,
+    from imcodec.errors import UsageError
+
+    if ascii_ and fmt not in (None, PlyFormatOpt.ascii):
+        raise UsageError(f"--ascii and --format {fmt.value} exclude each other")
+    body = "ascii" if ascii_ else (fmt or PlyFormatOpt.binary).value
+    written = api.convert(src, dst, fmt=body, point_type=point_type,
                           start=start, count=count)
     for p in written:
         _info(f"wrote {p}")

@@ -76,6 +76,8 @@ def resolve_frames(spec: str | os.PathLike, start: int | None = None, count: int
     if start is not None and start < 0:
         raise UsageError(f"--start must be non-negative, got {start}")
     text = str(spec)
+    if not text.strip():
+        raise UsageError("empty input path")
     if "%" in text:
         fields = _PRINTF.findall(text)
         if len(fields) != 1 or text.count("%") != 1:
@@ -110,7 +112,9 @@ def resolve_frames(spec: str | os.PathLike, start: int | None = None, count: int
         if not files:
             raise InputError(f"{text!r}: no file matches the pattern")
         return _checked(_window(_ordered(files), start, count), text)
-    if path.is_file():
+    if path.exists():  # a file, or a pipe such as <(...) or /dev/stdin
+        if start is not None or count is not None:
+            raise UsageError(f"{text}: --start/--count select frames of a sequence, not of a single file")
         return [Frame(path, frame_number(path) or 0)]
     raise InputError(f"{text}: no such file, directory or pattern")
 

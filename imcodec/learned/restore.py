@@ -79,7 +79,7 @@ def load_restorer(rate: str | None = None, weights: str | os.PathLike | None = N
     from imcodec.learned.zoo import read_weights
 
     if rate is not None and rate not in RATES:
-        raise UsageError(f"--rate must be one of {', '.join(RATES)}, got {rate!r}")
+        raise UsageError(f"the restore rate must be one of {', '.join(RATES)}, got {rate!r}")
     path = Path(weights) if weights is not None else shipped_restorer(rate)
     payload = read_weights(path)
     if payload["task"] != TASK:

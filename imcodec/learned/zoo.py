@@ -77,9 +77,15 @@ def read_weights(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of every kind mean the same thing here
-        raise InputError(f"{path}: not a readable imcodec weights file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+        # (torch's own text advises weights_only=False, i.e. running code from the file: not quoted)
+        raise InputError(f"{path}: not a readable imcodec weights file ({type(exc).__name__})") from None
     check_header(path, payload, ("task", "arch", "factor", "config", "state_dict"))
+    state = payload["state_dict"]
+    if isinstance(state, dict):
+        for name, value in state.items():
+            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise InputError(f"{path}: weights hold non-finite values (in {name!r}); the file is damaged "
+                                 f"or came from a diverged training run")
     return payload
 
 

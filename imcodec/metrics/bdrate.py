@@ -72,20 +72,20 @@ def _curve(rate: ArrayLike, quality: ArrayLike, name: str) -> tuple[np.ndarray, 
         raise InputError(f"{name} curve: has {len(r)} points, BD metrics need at least {MIN_POINTS}")
     bad = ~np.isfinite(r) | (r <= 0)
     if bad.any():
-        raise InputError(f"{name} curve: rates must be positive and finite, got {r[bad][0]!r}")
+        raise InputError(f"{name} curve: rates must be positive and finite, got {float(r[bad][0])!r}")
     if not np.isfinite(q).all():
-        v = q[~np.isfinite(q)][0]
+        v = float(q[~np.isfinite(q)][0])
         raise InputError(f"{name} curve: quality {v!r} is not finite (drop lossless/infinite-PSNR points)")
     order = np.argsort(r, kind="stable")
     r, q = r[order], q[order]
     dup = np.flatnonzero(np.diff(r) == 0)
     if len(dup):
-        raise InputError(f"{name} curve: rate {r[dup[0]]!r} appears twice")
+        raise InputError(f"{name} curve: rate {float(r[dup[0]])!r} appears twice")
     drop = np.flatnonzero(np.diff(q) <= 0)
     if len(drop):
         i = drop[0]
         raise InputError(f"{name} curve: not monotonic: quality must increase with rate, but rate "
-                         f"{r[i]!r} -> {r[i + 1]!r} gives quality {q[i]!r} -> {q[i + 1]!r}")
+                         f"{float(r[i])!r} -> {float(r[i + 1])!r} gives quality {float(q[i])!r} -> {float(q[i + 1])!r}")
     return np.log10(r), q
 
 

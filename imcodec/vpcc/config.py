@@ -167,8 +167,11 @@ def config_from_options(options: dict[str, Any]) -> VpccConfig:
         cfg = replace(cfg, geometry_qp=gq, attribute_qp=aq)
     gq = options.get("geometry_qp")
     aq = options.get("attribute_qp")
+    alias = options.get("attr_qp")
+    if aq is not None and alias is not None and aq != alias:
+        raise UsageError(f"--attribute-qp {aq} and its alias --attr-qp {alias} disagree")
     if aq is None:
-        aq = options.get("attr_qp")
+        aq = alias
     if gq is not None:
         cfg = replace(cfg, geometry_qp=int(gq))
     if aq is not None:
