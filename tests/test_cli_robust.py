@@ -226,13 +226,3 @@ def test_input_spec_edge_cases(tmp_path, run_cli):
     code, _, err = run_cli("-q", "decode", tmp_path / "p.imc", "-o", tmp_path / "p.ply")
     assert code == 0 and np.array_equal(np.unique(read_ply(tmp_path / "p.ply").points, axis=0),
                                         np.unique(_cloud().points, axis=0))
-
-
-def test_non_finite_normals_are_rejected():
-    from imcodec.metrics.psnr import compute_metrics
-
-    a = _cloud()
-    normals = np.tile([0.0, 0.0, 1.0], (len(a), 1))
-    normals[7, 1] = np.nan
-    with pytest.raises(InputError, match=r"normals of A are not finite at point 7: \[0.0, nan, 1.0\]"):
-        compute_metrics(a, a, 1023.0, normals_a=normals)

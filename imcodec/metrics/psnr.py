@@ -80,10 +80,6 @@ def compute_metrics(a: PointCloud, b: PointCloud, peak: float, normals_a: np.nda
         normals_a = np.asarray(normals_a)
         if normals_a.shape != (len(a), 3):
             raise InputError(f"normals of A have shape {normals_a.shape}, expected ({len(a)}, 3)")
-        bad = ~np.isfinite(normals_a).all(axis=1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise InputError(f"normals of A are not finite at point {i}: {normals_a[i].tolist()}")
     cmax = 255.0
     if color:
         for cloud, which in ((a, "a"), (b, "b")):
