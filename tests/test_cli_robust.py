@@ -226,3 +226,24 @@ def test_input_spec_edge_cases(tmp_path, run_cli):
     code, _, err = run_cli("-q", "decode", tmp_path / "p.imc", "-o", tmp_path / "p.ply")
     assert code == 0 and np.array_equal(np.unique(read_ply(tmp_path / "p.ply").points, axis=0),
                                         np.unique(_cloud().points, axis=0))
+
+
+def test_output_to_stdout_in_a_pipeline(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    cli = [sys.executable, "-m", "imcodec.cli", "-q"]
+    subprocess.run(cli + ["encode", str(src), "-o", str(tmp_path / "a.imc")], check=True, capture_output=True)
+    piped = subprocess.run(cli + ["encode", str(src), "-o", "/dev/stdout"], check=True, capture_output=True)
+    assert piped.stdout == (tmp_path / "a.imc").read_bytes()  # the stream only: the summary went to stderr
+    assert b"encoded 1 frame" in piped.stderr
+    with open(tmp_path / "redirected.imc", "wb") as f:  # `> file`: /dev/stdout is that file
+        subprocess.run(cli + ["encode", str(src), "-o", "/dev/stdout", "--json"], check=True, stdout=f,
+                       stderr=subprocess.PIPE)
+    assert (tmp_path / "redirected.imc").read_bytes() == piped.stdout
+    ply = subprocess.run(cli + ["decode", str(tmp_path / "a.imc"), "-o", "/dev/stdout"], check=True,
+                         capture_output=True).stdout
+    (tmp_path / "out.ply").write_bytes(ply)
+    assert len(read_ply(tmp_path / "out.ply")) == len(_cloud())

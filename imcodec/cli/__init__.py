@@ -15,7 +15,7 @@ import sys
 import typer
 
 from imcodec.cli import bench, coding, data, learned  # noqa: F401 - importing registers the commands
-from imcodec.cli._app import _error_line, _state, app
+from imcodec.cli._app import _error_line, _state, app, stdout_is_output
 
 __all__ = ["app", "main", "run"]
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else list(argv)
     _state["debug"] = "--debug" in args[: next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))]
+    _state["stdout_taken"] = stdout_is_output(args)
     try:
         rv = app(args=args, prog_name="imcodec", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -91,7 +92,8 @@ def _error_line(msg: str) -> str:
 
 
 def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(_jsonable(obj), indent=2))
+    """One JSON object on stdout (on stderr when the command's output file is stdout itself)."""
+    typer.echo(json.dumps(_jsonable(obj), indent=2), err=bool(_state.get("stdout_taken")))
 
 
 def _info(msg: str) -> None:
@@ -117,7 +119,7 @@ def _print_table(title: str, rows: list[tuple[str, Any]]) -> None:
     table.add_column()
     for k, v in rows:
         table.add_row(k, _fmt(v))
-    Console().print(table)
+    Console(stderr=bool(_state.get("stdout_taken"))).print(table)
 
 
 # --------------------------------------------------------------------------------------- commands
@@ -168,3 +170,20 @@ def _emit(result: dict, title: str, json_out: bool) -> None:
         _print_json(result)
         return
     _print_table(title, list(result.items()))
+
+
+OUTPUT_FLAGS = ("-o", "--output", "--out")
+
+
+def stdout_is_output(args: list[str]) -> bool:
+    """Whether an output option in ``args`` names the file or pipe stdout writes to (``-o /dev/stdout``,
+    or the file stdout is redirected to): the command's summary then goes to stderr."""
+    values = [b for a, b in zip(args, args[1:]) if a in OUTPUT_FLAGS]
+    values += [a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in OUTPUT_FLAGS[1:] and "=" in a]
+    for value in values:
+        try:
+            if os.path.samestat(os.stat(value), os.fstat(1)):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False

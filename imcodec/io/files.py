@@ -27,14 +27,17 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     naming the output.
     """
     path = Path(path)
-    if path.is_symlink():
+    # written into, not replaced: devices, pipes (is_file follows links: /dev/stdout -> a pipe) and any
+    # existing /dev or /proc path (/dev/stdout redirected to a file: the shell holds that file open)
+    special = path.exists() and not path.is_dir() and (not path.is_file()
+                                                       or str(path.absolute()).startswith(("/dev/", "/proc/")))
+    if path.is_symlink() and not special:
         path = Path(os.path.realpath(path))
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
+    if not special and not parent.is_dir():
         raise InputError(f"{path}: output directory {str(parent)!r} does not exist")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a file name")
-    special = path.exists() and not path.is_file()
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=None if special else parent)
         os.close(fd)
