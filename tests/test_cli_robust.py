@@ -247,3 +247,70 @@ def test_output_to_stdout_in_a_pipeline(tmp_path):
                          capture_output=True).stdout
     (tmp_path / "out.ply").write_bytes(ply)
     assert len(read_ply(tmp_path / "out.ply")) == len(_cloud())
+
+
+def test_ctrl_c_says_interrupted(tmp_path, run_cli, monkeypatch):
+    from imcodec import api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "info", interrupted)
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    code, _, err = run_cli("info", src)
+    assert code == 130 and err == "imcodec: interrupted\n"
+
+
+def test_missing_torch_is_named(tmp_path, run_cli, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real_import(name, *args, **kwargs)
+
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    code, _, err = run_cli("upsample", src, "-o", tmp_path / "o.ply")
+    assert code == 1 and err.count("\n") == 1
+    assert "needs torch" in err and "pip install torch==2.13.0" in err
+
+
+def test_frame_selection_edge_cases(tmp_path, run_cli):
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    stream = tmp_path / "a.imc"
+    assert run_cli("-q", "encode", src, "-o", stream)[0] == 0
+    for spec in ("-1", "-2:", ":-1"):
+        code, _, err = run_cli("decode", stream, "-o", tmp_path / "o.ply", "--frames", spec)
+        assert code == 2 and "not negative" in err, (spec, err)
+    code, _, err = run_cli("info", stream, "--count", "1")
+    assert code == 2 and "--start/--count select frames of a PLY sequence" in err
+
+
+def test_synth_and_motion_outputs_do_not_mix_with_older_runs(tmp_path, run_cli):
+    code, _, err = run_cli("-q", "synth", "-o", f"{tmp_path / 'one'}/", "--bits", "5")
+    assert code == 0 and (tmp_path / "one" / "sphere_0000.ply").is_file()
+    seq = tmp_path / "seq"
+    assert run_cli("-q", "synth", "-o", seq, "--bits", "5", "--frames", "3")[0] == 0
+    code, _, err = run_cli("synth", "-o", seq, "--bits", "5", "--frames", "2")
+    assert code == 2 and "sphere_0002.ply" in err and "use an empty folder" in err
+    assert run_cli("-q", "synth", "-o", seq, "--bits", "5", "--frames", "3", "--seed", "1")[0] == 0  # same names
+    hints = tmp_path / "hints"
+    hints.mkdir()
+    (hints / "hints_0007.csv").write_text("old")
+    code, _, err = run_cli("motion", seq, "--out", hints, "--rate", "r1")
+    assert code == 2 and "hints_0007.csv" in err
+
+
+def test_trailing_slash_means_a_folder(tmp_path, run_cli):
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    stream = tmp_path / "a.imc"
+    assert run_cli("-q", "encode", src, "-o", stream)[0] == 0
+    code, _, err = run_cli("-q", "decode", stream, "-o", f"{tmp_path / 'out'}/")
+    assert code == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["a_0000.ply"]

@@ -63,6 +63,9 @@ def info(path: PathLike, start: int | None = None, count: int | None = None) -> 
     if p.is_file() and _is_stream(p):
         from imcodec.io.bitstream import read_stream_bytes, stream_info
 
+        if start is not None or count is not None:
+            raise UsageError(f"{p}: --start/--count select frames of a PLY sequence; a stream's info lists all "
+                             f"its frames")
         return stream_info(read_stream_bytes(p))
     frames = resolve_frames(text, start, count)
     if len(frames) == 1 and start is None and count is None and p.is_file():
@@ -179,11 +182,16 @@ def parse_frame_range(spec: str | None) -> tuple[int | None, int | None]:
     try:
         if ":" not in text:
             a = int(text)
+            if a < 0:
+                raise UsageError(f"--frames {spec!r}: frame numbers are not negative")
             return a, a + 1
         lo, hi = text.split(":", 1)
-        return (int(lo) if lo.strip() else None), (int(hi) if hi.strip() else None)
+        a, b = (int(lo) if lo.strip() else None), (int(hi) if hi.strip() else None)
     except ValueError:
         raise UsageError(f"--frames {spec!r}: expected A:B, A: , :B or A (frame numbers)") from None
+    if (a is not None and a < 0) or (b is not None and b < 0):
+        raise UsageError(f"--frames {spec!r}: frame numbers are not negative")
+    return a, b
 
 
 def decode(stream: PathLike, output: PathLike, frames: str | None = None, progress=None,
@@ -314,7 +322,15 @@ def motion(src: PathLike, out_dir: PathLike, options: dict[str, Any] | None = No
     if len(frames) < 2:
         raise UsageError(f"{src}: motion hints need at least two frames, got {len(frames)}")
     _check_frames(frames)
-    out = ensure_dir(Path(out_dir))
+    out = Path(out_dir)
+    if out.is_dir():
+        # hint files of an earlier run over other frames would read as part of this one
+        ours = {f"hints_{fr.index:04d}.{ext}" for fr in frames[1:] for ext in ("csv", "png")}
+        stale = sorted(p.name for p in out.glob("hints_*.*") if p.name not in ours)
+        if stale:
+            raise UsageError(f"{out}: holds hint files of other frames ({', '.join(stale[:3])}"
+                             f"{', ...' if len(stale) > 3 else ''}); use an empty folder")
+    out = ensure_dir(out)
     state: dict = {"export_hints": True, "hint_block": int(block)}
     rows, written, done = [], [], 0
     for g in range(0, len(frames), config.gof):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +131,20 @@ def synth(output: PathLike, shape: str = "sphere", bits: int = 10, frames: int =
         paths = [Path(out % i) for i in range(frames)]
         if str(paths[0].parent):
             ensure_dir(paths[0].parent)
-    elif frames == 1 and not Path(out).is_dir():
+    elif frames == 1 and not Path(out).is_dir() and not out.endswith(("/", os.sep)):
         paths = [Path(out)]
     else:
-        ensure_dir(out)
         paths = [Path(out) / f"{shape}_{i:04d}.ply" for i in range(frames)]
+        folder = Path(out)
+        if folder.is_dir():
+            # frames of an earlier, longer run would join this sequence when the folder is read back
+            ours = {p.name for p in paths}
+            stale = sorted(p.name for p in folder.glob(f"{shape}_*.ply") if p.name not in ours)
+            if stale:
+                raise UsageError(f"{folder}: holds other {shape} frames ({', '.join(stale[:3])}"
+                                 f"{', ...' if len(stale) > 3 else ''}) that would mix with this sequence; "
+                                 f"use an empty folder")
+        ensure_dir(folder)
     for i, p in enumerate(paths):
         write_ply(make_cloud(shape, bits, color=color, seed=seed, t=float(i), motion=motion), p)
     return paths

@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=args, prog_name="imcodec", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
+        if code == 130:  # Typer turns Ctrl-C into Exit(130), which click returns without a word
+            typer.echo("imcodec: interrupted", err=True)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
@@ -62,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("imcodec: interrupted", err=True)
         code = 130
+    except ImportError as exc:  # an optional dependency that is missing or broken
+        if _state["debug"]:
+            raise
+        missing = getattr(exc, "name", None) or "a module"
+        hint = {"torch": " (install PyTorch first: pip install torch==2.13.0, then pip install 'imcodec[learned]')"}
+        typer.echo(f"imcodec: error: this command needs {missing}, which cannot be imported"
+                   f"{hint.get(str(missing).split('.')[0], '')}: {_error_line(str(exc))}", err=True)
+        code = 1
     except MemoryError:
         if _state["debug"]:
             raise

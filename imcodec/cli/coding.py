@@ -66,7 +66,7 @@ def encode(
 @app.command()
 def decode(
     stream: Annotated[Path, typer.Argument(help="Input .imc stream.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY (one frame) or directory (several frames).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output PLY (one frame) or directory (several frames).")],
     frames: Annotated[Optional[str], typer.Option("--frames", help="Frame numbers A:B (A <= n < B), A: , :B or A.")] = None,
     denoise_depth: Annotated[bool, typer.Option("--denoise-depth", help="V-PCC: filter the decoded depth images with the learned denoiser.")] = False,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Depth-denoiser weights: a file, or the shipped 'lut' (default) or 'cnn'.")] = None,

@@ -117,7 +117,7 @@ def bdrate(
 
 @app.command()
 def synth(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY, or a directory / %04d pattern for --frames > 1.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output PLY, or a directory / %04d pattern for --frames > 1.")],
     shape: Annotated[ShapeOpt, typer.Option("--shape", help="Surface to voxelise.")] = ShapeOpt.sphere,
     bits: Annotated[int, typer.Option("--bits", help="Voxel grid bit depth (grid 0..2^bits-1).")] = 10,
     frames: Annotated[int, typer.Option("--frames", help="Number of frames (a moving sequence when > 1).")] = 1,
