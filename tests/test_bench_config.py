@@ -194,3 +194,32 @@ def test_scheduler_without_workers_before_work(tmp_path):
         with pytest.raises(UsageError, match="has no workers"):
             run(cfg, out=tmp_path / "r.csv", scheduler=cluster.scheduler_address)
     _no_work_done(tmp_path)
+
+
+@pytest.mark.parametrize("codecs, match", [
+    ('[codecs.""]\ncodec = "octree"\nrates = { r1 = { scale = 0.5 } }\n', r"codec label '' in \[codecs\] is empty"),
+    ('[codecs."  "]\ncodec = "octree"\nrates = { r1 = { scale = 0.5 } }\n', r"codec label '  ' in \[codecs\] is empty"),
+    ('[codecs.o]\ncodec = "octree"\nrates = { "" = { scale = 0.5 } }\n', r"\[codecs.o\] rates: rate name '' is empty"),
+    ('[codecs.o]\ncodec = "octree"\nrates = { r1 = { scale = 0.5 }, " " = { scale = 0.25 } }\n',
+     r"\[codecs.o\] rates: rate name ' ' is empty"),
+])
+def test_empty_codec_label_or_rate_name_rejected(tmp_path, codecs, match):
+    # an empty key cell makes a results table that every later read refuses: stop at the config
+    path = _write(tmp_path, _synth_config(tmp_path, codecs=codecs))
+    with pytest.raises(UsageError, match=f"{path}: {match}"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t"])
+def test_empty_sequence_name_rejected(tmp_path, name):
+    text = _synth_config(tmp_path).replace('name = "sph"', f'name = "{name}"')
+    path = _write(tmp_path, text.replace("\t", "\\t"))
+    with pytest.raises(UsageError, match=r"\[\[sequences\]\] #1 needs a name"):
+        load_config(path)
+
+
+def test_empty_label_cli_exit_2(tmp_path, run_cli):
+    path = _write(tmp_path, _synth_config(tmp_path, codecs='[codecs.""]\ncodec = "octree"\nrates = { r1 = { scale = 0.5 } }\n'))
+    code, _, err = run_cli("bench", "run", path, "-o", tmp_path / "r.csv")
+    assert code == 2 and err.count("\n") == 1 and str(path) in err and "codec label ''" in err
+    assert not (tmp_path / "r.csv").exists()

@@ -1,14 +1,15 @@
 """bench report / check on hand-made result rows: BD-rate against closed forms, the regression gate,
-RD plots, and bad result tables."""
+RD plots, and bad result tables (more gate tests: test_bench_gate.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from imcodec.bench import gate
-from imcodec.bench.report import PAIRS, bd_table, curves, pair_name, plot_curves, read_results
+from imcodec.bench.report import PAIRS, bd_table, curves, pair_name, plot_curves, plot_names, read_results
 from imcodec.bench.tasks import HEADER, format_row
 from imcodec.errors import InputError, UsageError
 from imcodec.io.rowstore import write_csv_rows
@@ -156,6 +157,144 @@ def test_plots_written(tmp_path):
     rows = _rows("a") + _rows("b", rate_factor=0.8) + _rows("a", "seq two")
     written = plot_curves(rows, tmp_path / "plots")
     names = sorted(p.name for p in written)
-    assert "seqA_d1.png" in names and "seq_two_cr.png" in names and len(names) == 10
+    stem = plot_names(["seq two"])["seq two"]
+    assert stem.startswith("seq_two-") and len(stem) == len("seq_two-") + 8
+    assert "seqA_d1.png" in names and f"{stem}_cr.png" in names and len(names) == 10
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------- damaged results tables
+
+def _csv(tmp_path, rows=None, name="r.csv", edit=None, header=None):
+    """Write rows as a results CSV; ``edit(lines)`` may change the text lines (header first)."""
+    path = tmp_path / name
+    write_csv_rows(path, header or HEADER, [format_row(r) for r in (rows if rows is not None else _rows("a") + _rows("b"))])
+    if edit is not None:
+        lines = path.read_text().splitlines()
+        edit(lines)
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _set_cell(col: str, value: str, line: int = 1):
+    def edit(lines):
+        head = lines[0].split(",")
+        cells = lines[line].split(",")
+        cells[head.index(col)] = value
+        lines[line] = ",".join(cells)
+    return edit
+
+
+@pytest.mark.parametrize("col, value, match", [
+    ("frame", "1.7", r"row 2: column 'frame' holds '1.7', expected a non-negative integer"),
+    ("frame", "inf", r"row 2: column 'frame' holds 'inf'"),
+    ("frame", "1e400", r"row 2: column 'frame' holds '1e400'"),
+    ("frame", "-1", r"row 2: column 'frame' holds '-1'"),
+    ("frame", "", r"row 2: column 'frame' is empty"),
+    ("frame", "9" * 5000, r"row 2: column 'frame' holds '9999"),
+    ("bpp_total", "-1", r"row 2: column 'bpp_total' holds '-1', expected a positive number"),
+    ("bpp_total", "0", r"row 2: column 'bpp_total' holds '0', expected a positive number"),
+    ("bpp_total", "", r"row 2: column 'bpp_total' is empty"),
+    ("bpp_total", "inf", r"row 2: column 'bpp_total' holds 'inf', expected a finite number"),
+    ("bpp_total", "x", r"row 2: column 'bpp_total' holds 'x', expected a number"),
+    ("bpp_geometry", "-0.5", r"row 2: column 'bpp_geometry' holds '-0.5', expected a non-negative number"),
+    ("d1_psnr", "nan", r"row 2: column 'd1_psnr' holds 'nan', expected a finite number or inf"),
+    ("d1_psnr", "-inf", r"row 2: column 'd1_psnr' holds '-inf'"),
+    ("y_psnr", "NaN", r"row 2: column 'y_psnr' holds 'NaN'"),
+    ("points", "1.5", r"row 2: column 'points' holds '1.5'"),
+    ("bytes_total", "0", r"row 2: column 'bytes_total' holds '0', expected a positive number"),
+    ("sequence", " ", r"row 2: column 'sequence' is empty"),
+    ("codec", "", r"row 2: column 'codec' is empty"),
+    ("rate", "", r"row 2: column 'rate' is empty"),
+])
+def test_damaged_cells_are_errors_naming_row_and_column(tmp_path, col, value, match):
+    path = _csv(tmp_path, edit=_set_cell(col, value))
+    with pytest.raises(InputError, match=f"^{path} {match}"):
+        read_results(path)
+
+
+def test_missing_column_and_duplicate_key_are_errors(tmp_path):
+    for col in ("bpp_total", "d1_psnr", "cr_psnr", "bpp_attribute"):
+        path = _csv(tmp_path, header=[h for h in HEADER if h != col], name=f"no_{col}.csv")
+        with pytest.raises(InputError, match=f"{path}: results table has no column '{col}'"):
+            read_results(path)
+    # a repeated key row would be averaged in silently
+    path = _csv(tmp_path, edit=lambda lines: lines.append(lines[3]))
+    n = len(path.read_text().splitlines())
+    with pytest.raises(InputError, match=fr"row {n}: duplicate row for sequence 'seqA' frame 0 codec 'a' rate 'r3' "
+                                         r"\(also row 4\)"):
+        read_results(path)
+
+
+def test_legitimate_cells_still_read(tmp_path):
+    # lossless PSNR written as inf, zero MSE, empty colour PSNRs and attribute rate (geometry only)
+    rows = _rows("a", lossless_last=True) + _rows("b")
+    rows = [dict(r, d1_mse=0.0, y_psnr=None, cb_psnr=None, cr_psnr=None, bpp_attribute=None) if r["codec"] == "b" else r
+            for r in rows]
+    path = _csv(tmp_path, rows)
+    back = read_results(path)
+    assert any(math.isinf(r["d1_psnr"]) for r in back if r["codec"] == "a")
+    assert all(r["y_psnr"] is None and r["bpp_attribute"] is None for r in back if r["codec"] == "b")
+    assert {r["frame"] for r in back} == {0, 1} and all(isinstance(r["frame"], int) for r in back)
+
+
+def test_damaged_table_cli_one_line_exit_1(tmp_path, run_cli):
+    for col, value in (("frame", "inf"), ("frame", "1e400"), ("d1_psnr", "nan"), ("bpp_total", "-1")):
+        path = _csv(tmp_path, edit=_set_cell(col, value))
+        code, _, err = run_cli("bench", "report", path, "--anchor", "a", "--test", "b", "--no-plots")
+        assert code == 1 and err.count("\n") == 1 and "internal error" not in err
+        assert f"{path} row 2: column '{col}' holds '{value}'" in err
+
+
+# ---------------------------------------------------------------------------- report options
+
+def test_same_anchor_and_test_is_a_usage_error(tmp_path, run_cli):
+    rows = _rows("a") + _rows("b")
+    with pytest.raises(UsageError, match="--anchor and --test name the same codec 'a'"):
+        bd_table(rows, "a", "a")
+    path = _csv(tmp_path, rows)
+    code, stdout, err = run_cli("bench", "report", path, "--anchor", "a", "--test", "a", "--no-plots")
+    assert code == 2 and "same codec 'a'" in err and stdout == ""
+
+
+def test_plots_and_no_plots_is_a_usage_error(tmp_path, run_cli):
+    path = _csv(tmp_path)
+    code, _, err = run_cli("bench", "report", path, "--anchor", "a", "--test", "b", "--no-plots",
+                           "--plots", tmp_path / "p")
+    assert code == 2 and "--plots" in err and "--no-plots" in err and err.count("\n") == 1
+    assert not (tmp_path / "p").exists()
+
+
+def test_report_table_not_truncated_in_a_pipe(tmp_path, run_cli):
+    # captured stdout is not a terminal (as in a CI log): every header and number comes out whole
+    seqs = [f"longsequencename_{i:02d}" for i in range(12)]
+    rows = [r for i, s in enumerate(seqs) for r in _rows("a", s) + _rows("b", s, rate_factor=1.0 + 0.01 * i)]
+    path = _csv(tmp_path, rows)
+    code, stdout, err = run_cli("bench", "report", path, "--anchor", "a", "--test", "b", "--no-plots")
+    assert code == 0, err
+    assert "\u2026" not in stdout
+    for s in seqs:
+        assert s in stdout
+    assert "d1_psnr/bpp_geometry" in stdout and "cr_psnr/bpp_attribute" in stdout
+    code, stdout, _ = run_cli("bench", "report", path, "--anchor", "a", "--test", "b", "--no-plots", "--json")
+    rep = json.loads(stdout)
+    assert rep["sequences"]["longsequencename_11"]["d1_psnr/bpp_total"]["bd_rate"] == pytest.approx(11.0, abs=1e-6)
+
+
+# -------------------------------------------------------------------------------- plot names
+
+def test_plot_names_distinct_for_sanitised_collisions(tmp_path, run_cli):
+    names = ["a b", "a_b", "a:b", "A_B", "a_b-" + plot_names(["a b"])["a b"].split("-")[1]]
+    stems = plot_names(names)
+    assert len({s.casefold() for s in stems.values()}) == len(names)
+    assert plot_names(["plain", "x y"])["plain"] == "plain"  # safe names stay as they are
+    assert plot_names(["x y"])["x y"] == plot_names(["x y", "other"])["x y"]  # stable as sequences are added
+    rows = [r for s in names[:3] for r in _rows("a", s) + _rows("b", s, rate_factor=0.9)]
+    path = _csv(tmp_path, rows)
+    code, stdout, err = run_cli("bench", "report", path, "--anchor", "a", "--test", "b", "--json",
+                                "--plots", tmp_path / "plots")
+    assert code == 0, err
+    plots = json.loads(stdout)["plots"]
+    assert len(plots) == 15 and len(set(plots)) == 15
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.rsplit("/", 1)[1] for p in plots)

@@ -223,3 +223,185 @@ def test_interrupted_run_resumes_from_parts(tmp_path):
     res = run(cfg, out=out, workers=1)
     assert res["skipped"] >= 1 and res["skipped"] + res["ran"] == 4
     _assert_complete(out, 4)
+
+
+# ------------------------------------------------------------------------ output, lock, plugins
+
+def test_output_must_be_a_regular_file(tmp_path, run_cli):
+    """The table is read back to resume: a device, pipe or /dev, /proc output is refused before any work."""
+    import os
+
+    from imcodec.errors import UsageError
+
+    cfg = _config(tmp_path, OCTREE, frames=1)
+    link = tmp_path / "null.csv"
+    link.symlink_to("/dev/null")
+    with pytest.raises(UsageError, match="must go to a regular file"):
+        run(cfg, out=link, workers=1)
+    with pytest.raises(UsageError, match="expected a results CSV file name"):
+        run(cfg, out="", workers=1)
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="must go to a regular file"):
+        run(cfg, out=fifo, workers=1)
+    code, _, err = run_cli("bench", "run", cfg, "-o", "/dev/stdout")
+    assert code == 2 and "must go to a regular file" in err and err.count("\n") == 1
+    code, _, err = run_cli("bench", "run", cfg, "-o", "")
+    assert code == 2 and "expected a results CSV file name" in err and "internal error" not in err
+    assert not (tmp_path / "cache").exists(), "work started before the output was checked"
+    assert not (tmp_path / "null.csv.parts").exists() and not os.path.exists("/dev/stdout.parts")
+
+
+LOCK_HOLDER = '''
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, str(os.getpid()).encode())
+print("locked", flush=True)
+time.sleep(60)
+'''
+
+
+def test_concurrent_run_into_same_table_is_refused(tmp_path):
+    """A second run into a table that another run is writing fails at once (rows would be lost); the
+    lock of a killed run does not block (flock: the OS releases it), nor does a stale lock file."""
+    import subprocess
+    import sys
+
+    from imcodec.bench.runner import OutputLock, lock_path
+    from imcodec.errors import UsageError
+
+    pytest.importorskip("fcntl")
+    cfg = _config(tmp_path, OCTREE, frames=1)
+    out = tmp_path / "res.csv"
+    with OutputLock(out):
+        with pytest.raises(UsageError, match="another bench run is writing .*res.csv"):
+            run(cfg, out=out, workers=1)
+    assert not lock_path(out).exists()
+
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lock_path(out))], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UsageError, match=f"held by process {holder.pid}"):
+            run(cfg, out=out, workers=1)
+    finally:
+        holder.kill()  # SIGKILL: no clean-up, the lock file stays behind
+        holder.wait()
+    assert lock_path(out).exists()
+    res = run(cfg, out=out, workers=1)
+    assert res["ran"] == 2 and not lock_path(out).exists()
+    lock_path(out).write_text("999999999")  # stale lock file, nobody holds it
+    assert run(cfg, out=out, workers=1)["skipped"] == 2
+
+
+@pytest.mark.parametrize("body, message", [
+    ("def oops(:\n", "import failed: SyntaxError: .*line 1"),
+    ("raise RuntimeError('boom')\n", "import failed: RuntimeError: boom"),
+    ("import sys\nsys.exit(3)\n", r"import failed: it called sys.exit\(3\)"),
+])
+def test_plugin_import_errors_are_usage_errors(tmp_path, run_cli, body, message):
+    from imcodec.errors import UsageError
+
+    plugin = tmp_path / "bad_plugin.py"
+    plugin.write_text(body)
+    cfg = _config(tmp_path, OCTREE, extra=f'plugins = ["{plugin}"]', frames=1)
+    with pytest.raises(UsageError, match=f"plugin {plugin}: {message}"):
+        run(cfg, out=tmp_path / "res.csv", workers=1)
+    code, _, err = run_cli("bench", "run", cfg, "-o", tmp_path / "res.csv")
+    assert code == 2 and err.count("\n") == 1 and "import failed" in err and "internal error" not in err
+    assert not (tmp_path / "cache").exists()
+
+
+# ------------------------------------------------------------------------ settings, Hausdorff
+
+def test_rows_rerun_when_settings_change(tmp_path):
+    """Rows carry a fingerprint of their settings: a changed rate point, a changed frame file or metric
+    setting reruns (and replaces) exactly the affected rows; rows without one (old tables) are rerun."""
+    import os
+
+    from imcodec.bench.config import load_config
+    from imcodec.bench.tasks import settings_fingerprint
+    from imcodec.io.rowstore import read_csv_rows, write_csv_rows
+
+    out = tmp_path / "res.csv"
+    cfg = _config(tmp_path, OCTREE)
+    first = run(cfg, out=out, workers=1)
+    assert first["ran"] == 4 and first["settings_changed"] == 0 and "note" not in first
+    before = {(r["frame"], r["rate"]): r for r in read_results(out)}
+    assert len({r["settings"] for r in before.values()}) == 4 and all(len(r["settings"]) == 16 for r in before.values())
+
+    # r1 changes from scale 0.5 to 0.75: its two rows rerun and are replaced, the lossless rows are kept
+    cfg2 = _config(tmp_path, OCTREE.replace("r1 = { scale = 0.5 }", "r1 = { scale = 0.75 }"))
+    res = run(cfg2, out=out, workers=1)
+    assert res["ran"] == 2 and res["skipped"] == 2 and res["settings_changed"] == 2 and res["rows"] == 4
+    assert "because their settings changed" in res["note"] and "no settings fingerprint" not in res["note"]
+    after = {(r["frame"], r["rate"]): r for r in read_results(out)}
+    for f in (0, 1):
+        assert after[(f, "r1")]["settings"] != before[(f, "r1")]["settings"]
+        assert after[(f, "r1")]["decoded_points"] > before[(f, "r1")]["decoded_points"]  # finer grid
+        assert after[(f, "lossless")] == before[(f, "lossless")]
+    again = run(cfg2, out=out, workers=1)
+    assert again["ran"] == 0 and again["skipped"] == 4 and again["settings_changed"] == 0
+
+    # a table written before the settings column existed: every row is treated as stale and rerun
+    header, cells = read_csv_rows(out)
+    old_header = [h for h in header if h != "settings"]
+    write_csv_rows(out, old_header, cells)
+    res = run(cfg2, out=out, workers=1)
+    assert res["ran"] == 4 and res["settings_changed"] == 4 and "no settings fingerprint" in res["note"]
+    assert read_csv_rows(out)[0] == HEADER
+
+    # a file sequence: rewriting a frame (new size/mtime) reruns that frame's rows only
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cache = tmp_path / "cache" / "sphere-b6-s3-rigid-rgb"
+    for i in (0, 1):
+        (frames / f"f_{i:04d}.ply").write_bytes((cache / f"sphere_{i:04d}.ply").read_bytes())
+    cfg3 = tmp_path / "files.toml"
+    cfg3.write_text(f"[[sequences]]\nname = 'files'\npath = '{frames}'\n{OCTREE}")
+    out3 = tmp_path / "files.csv"
+    assert run(cfg3, out=out3, workers=1)["ran"] == 4
+    target = frames / "f_0001.ply"
+    target.write_bytes((cache / "sphere_0000.ply").read_bytes())
+    st = os.stat(target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    res = run(cfg3, out=out3, workers=1)
+    assert res["ran"] == 2 and res["settings_changed"] == 2
+    rows = {(r["frame"], r["rate"]): r for r in read_results(out3)}
+    assert rows[(1, "r1")]["bytes_total"] == rows[(0, "r1")]["bytes_total"]  # frame 1 now holds frame 0
+    # the fingerprint of a task is the one the runner records
+    c = load_config(cfg3)
+    rp = c.codecs[0].rates[0]
+    st = os.stat(target)
+    ident = ["file", os.path.realpath(target), st.st_size, st.st_mtime_ns]
+    assert rows[(1, rp.name)]["settings"] == settings_fingerprint("octree", rp.options, ident, None, "auto", False)
+
+
+def test_hausdorff_columns(tmp_path):
+    """[bench] hausdorff = true fills the Hausdorff columns (symmetric: the worse direction); checked
+    against brute-force nearest neighbours. Without it they stay empty."""
+    cfg = _config(tmp_path, "[codecs.octree]\nrates = { r1 = { scale = 0.5 } }\n", extra="hausdorff = true",
+                  frames=1)
+    out = tmp_path / "res.csv"
+    res = run(cfg, out=out, workers=1)
+    assert res["ran"] == 1
+    assert {"d1_hausdorff", "d1_hausdorff_psnr", "d2_hausdorff", "d2_hausdorff_psnr", "r_hausdorff_psnr",
+            "g_hausdorff_psnr", "b_hausdorff_psnr"} <= set(out.read_text().splitlines()[0].split(","))
+    (r,) = read_results(out)
+    src = read_ply(tmp_path / "cache" / "sphere-b6-s3-rigid-rgb" / "sphere_0000.ply")
+    q = np.sign(src.points * 0.5) * np.floor(np.abs(src.points * 0.5) + 0.5)
+    recon = np.unique(q, axis=0) / 0.5
+    a = np.unique(src.points, axis=0)
+    h = max(np.max(cKDTree(recon).query(a)[0] ** 2), np.max(cKDTree(a).query(recon)[0] ** 2))
+    assert h > 0 and r["d1_hausdorff"] == pytest.approx(h)
+    assert r["d1_hausdorff_psnr"] == pytest.approx(10 * math.log10(3 * 63.0 ** 2 / h))
+    assert r["d1_hausdorff_psnr"] <= r["d1_psnr"] and r["d2_hausdorff"] <= r["d1_hausdorff"] + 1e-9
+    assert all(r[f"{c}_hausdorff_psnr"] is not None for c in "rgb")
+
+    # switching Hausdorff off changes the metric settings: the row reruns, the columns are empty
+    cfg_off = _config(tmp_path, "[codecs.octree]\nrates = { r1 = { scale = 0.5 } }\n", frames=1)
+    res = run(cfg_off, out=out, workers=1)
+    assert res["settings_changed"] == 1
+    (r,) = read_results(out)
+    assert r["d1_hausdorff"] is None and r["d1_hausdorff_psnr"] is None and r["r_hausdorff_psnr"] is None

@@ -298,6 +298,9 @@ def _codecs(table: Any, where: str) -> tuple[CodecSpec, ...]:
     out = []
     for label, t in table.items():
         what = f"[codecs.{label}]"
+        if not label.strip():
+            raise UsageError(f"{where}: codec label {label!r} in [codecs] is empty; give the codec a name "
+                             "such as [codecs.octree]")
         if not isinstance(t, dict):
             raise UsageError(f"{where}: {what} must be a table")
         if any(c in label for c in ",\n\r\"/\\"):
@@ -312,6 +315,9 @@ def _codecs(table: Any, where: str) -> tuple[CodecSpec, ...]:
             raise UsageError(f"{where}: {what} needs rates = {{ NAME = {{ option = value, ... }}, ... }}")
         points = []
         for rname, ropts in rates.items():
+            if not rname.strip():
+                raise UsageError(f"{where}: {what} rates: rate name {rname!r} is empty; give each rate point "
+                                 "a name such as r01")
             if any(c in rname for c in ",\n\r\"/\\"):
                 raise UsageError(f"{where}: rate name {rname!r} may not contain , / \\ quotes or newlines")
             merged = {**common, **_options(ropts, where, f"{what} rate {rname!r}")}

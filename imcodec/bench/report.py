@@ -11,9 +11,11 @@ sequences is the mean of the per-sequence BD-rates (as the CTC spreadsheets do).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,58 @@ def pair_name(metric: str, rate: str) -> str:
     return f"{metric}/{rate}"
 
 
+# columns the reports and the gate read: a results table without one of them is damaged
+REQUIRED_COLUMNS = ("sequence", "frame", "codec", "rate") + RATES + GEOMETRY_METRICS + COLOR_METRICS
+_INT_RE = re.compile(r"[0-9]+")
+# numeric columns: (required, lowest allowed value, whether the lowest value itself is allowed, +inf allowed)
+_NUMERIC_RULES: dict[str, tuple[bool, float, bool, bool]] = {
+    "frame": (True, 0, True, False),
+    "points": (False, 0, False, False), "decoded_points": (False, 0, True, False),
+    "bytes_total": (False, 0, False, False), "bytes_geometry": (False, 0, True, False),
+    "bytes_attribute": (False, 0, True, False),
+    "peak": (False, 0, False, False),
+    "bpp_total": (True, 0, False, False), "bpp_geometry": (False, 0, True, False),
+    "bpp_attribute": (False, 0, True, False),
+    "d1_mse": (False, 0, True, False), "d2_mse": (False, 0, True, False),
+    "encode_s": (False, 0, True, False), "decode_s": (False, 0, True, False), "metrics_s": (False, 0, True, False),
+    "task_s": (False, 0, True, False), "cpu_s": (False, 0, True, False), "peak_mem_mib": (False, 0, True, False),
+}
+# PSNRs (and any other float column): finite, or +inf (a lossless point); never NaN or -inf
+
+
+def _check_cell(column: str, kind: str, text: str, where: str) -> None:
+    """InputError naming ``where`` and the column when a numeric cell is not a valid value."""
+    required, lo, lo_ok, inf_ok = _NUMERIC_RULES.get(column, (False, -math.inf, False, True))
+    cell = text.strip()
+    if not cell:
+        if required:
+            raise InputError(f"{where}: column {column!r} is empty")
+        return
+    if kind == "int":
+        if not _INT_RE.fullmatch(cell) or len(cell) > 18:
+            raise InputError(f"{where}: column {column!r} holds {text!r}, expected a non-negative integer")
+        v: float = int(cell)
+    else:
+        try:
+            v = float(cell)
+        except ValueError:
+            raise InputError(f"{where}: column {column!r} holds {text!r}, expected a number") from None
+        if math.isnan(v) or v == -math.inf or (v == math.inf and not inf_ok):
+            raise InputError(f"{where}: column {column!r} holds {text!r}, expected a finite number"
+                             + (" or inf (lossless)" if inf_ok else ""))
+    if v < lo or (v == lo and not lo_ok):
+        raise InputError(f"{where}: column {column!r} holds {text!r}, expected a "
+                         f"{'non-negative' if lo_ok else 'positive'} number")
+
+
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Typed rows of a results CSV written by ``bench run``; InputError when missing or damaged."""
-    from imcodec.bench.tasks import KEY, parse_row
+    """Typed rows of a results CSV written by ``bench run``; InputError naming the file, the row and
+    the column when it is missing or damaged: a column of :data:`REQUIRED_COLUMNS` absent, an empty
+    key cell, a frame that is not a non-negative integer, a NaN or -inf anywhere, an infinity outside
+    the PSNR columns (+inf = lossless), a bit rate (``bpp_total``, ``bytes_total``) that is empty or
+    not positive, another rate or size that is negative, or two rows with the same (sequence, frame,
+    codec, rate) key."""
+    from imcodec.bench.tasks import COLUMNS, KEY, parse_row
     from imcodec.io.rowstore import read_csv_rows
 
     path = Path(path)
@@ -46,9 +97,32 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     missing = [c for c in KEY if c not in header]
     if missing:
         raise InputError(f"{path}: not a bench results table (no column {', '.join(missing)})")
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: results table has no column {', '.join(map(repr, missing))} "
+                         "(a damaged or hand-edited table)")
     if not cells:
         raise InputError(f"{path}: results table has no rows")
-    return [parse_row(c, where=f"{path} row {i}") for i, c in enumerate(cells, start=2)]
+    kinds = dict(COLUMNS)
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple, int] = {}
+    for i, c in enumerate(cells, start=2):
+        where = f"{path} row {i}"
+        for col in ("sequence", "codec", "rate"):
+            if not c[col].strip():
+                raise InputError(f"{where}: column {col!r} is empty ({c[col]!r})")
+        for col, kind in kinds.items():
+            if kind != "str" and col in c:
+                _check_cell(col, kind, c[col], where)
+        row = parse_row(c, where=where)
+        row["frame"] = int(c["frame"].strip())
+        key = (row["sequence"], row["frame"], row["codec"], row["rate"])
+        if key in seen:
+            raise InputError(f"{where}: duplicate row for sequence {key[0]!r} frame {key[1]} codec {key[2]!r} "
+                             f"rate {key[3]!r} (also row {seen[key]})")
+        seen[key] = i
+        rows.append(row)
+    return rows
 
 
 def _mean(values: list) -> float | None:
@@ -60,14 +134,16 @@ def _mean(values: list) -> float | None:
 
 def curves(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """{sequence: {codec: [point, ...]}} with each point the frame average at one rate point:
-    rate, frames, bpp_geometry/attribute/total and the five PSNRs (None when any frame lacks it,
-    inf when any frame is lossless), sorted by total rate."""
+    rate, frames (how many rows), frame_ids (the sorted frame numbers), bpp_geometry/attribute/total
+    and the five PSNRs (None when any frame lacks it, inf when any frame is lossless), sorted by total
+    rate."""
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["sequence"], r["codec"], r["rate"]), []).append(r)
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for (seq, codec, rate), items in groups.items():
-        point: dict[str, Any] = {"rate": rate, "frames": len(items)}
+        point: dict[str, Any] = {"rate": rate, "frames": len(items),
+                                 "frame_ids": sorted({int(r["frame"]) for r in items})}
         for col in RATES + GEOMETRY_METRICS + COLOR_METRICS:
             point[col] = _mean([r.get(col) for r in items])
         out.setdefault(seq, {}).setdefault(codec, []).append(point)
@@ -114,6 +190,8 @@ def bd_table(rows: list[dict[str, Any]], anchor: str, test: str, method: str = "
     """
     from imcodec.metrics.bdrate import METHODS
 
+    if anchor == test:
+        raise UsageError(f"--anchor and --test name the same codec {anchor!r}; compare two different codecs")
     if method not in METHODS:
         raise UsageError(f"--method {method!r} is not one of {', '.join(METHODS)}")
     cv = curves(rows)
@@ -170,21 +248,53 @@ def _plot_png(seq: str, metric: str, per_codec: dict[str, list[dict]]) -> bytes 
     return buf.getvalue()
 
 
-def plot_curves(rows: list[dict[str, Any]], folder: str | os.PathLike) -> list[Path]:
-    """Write one PNG per sequence and metric (``SEQ_METRIC.png``, every codec of the results, against
-    the component rate and the total rate) into ``folder``; returns the written paths."""
-    import re
+def plot_names(sequences: list[str]) -> dict[str, str]:
+    """A distinct file-name stem per sequence: the name with runs of characters other than letters,
+    digits, ``.``, ``_`` and ``-`` replaced by ``_`` (at most 80 characters), plus ``-`` and a short hash
+    of the name when that changed it or when two stems would still collide (also ignoring case, for
+    case-insensitive file systems); ``a b``, ``a_b`` and ``a:b`` get three different stems."""
+    def digest(seq: str, n: int = 8) -> str:
+        return hashlib.sha1(seq.encode("utf-8", "surrogatepass")).hexdigest()[:n]
 
+    out: dict[str, str] = {}
+    for seq in sorted(set(sequences)):
+        clean = re.sub(r"[^A-Za-z0-9._-]+", "_", seq)[:80]
+        out[seq] = clean if clean == seq and clean not in (".", "..") else f"{clean}-{digest(seq)}"
+    counts: dict[str, int] = {}
+    for stem in out.values():
+        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    for seq, stem in list(out.items()):
+        if counts[stem.casefold()] > 1:
+            out[seq] = f"{stem}-{digest(seq, 16)}"
+    taken: set[str] = set()
+    for seq, stem in sorted(out.items()):  # last resort (hash collisions): a counter
+        k, unique = 1, stem
+        while unique.casefold() in taken:
+            k += 1
+            unique = f"{stem}-{k}"
+        taken.add(unique.casefold())
+        out[seq] = unique
+    return out
+
+
+def plot_curves(rows: list[dict[str, Any]], folder: str | os.PathLike) -> list[Path]:
+    """Write one PNG per sequence and metric (``STEM_METRIC.png`` with the file-name stem of
+    :func:`plot_names`, every codec of the results, against the component rate and the total rate)
+    into ``folder``; returns the written paths (all distinct)."""
     from imcodec.io.files import ensure_dir, write_bytes_atomic
 
     folder = ensure_dir(folder)
-    written = []
-    for seq, per in sorted(curves(rows).items()):
+    cv = curves(rows)
+    stems = plot_names(list(cv))
+    written: list[Path] = []
+    for seq, per in sorted(cv.items()):
         for metric in GEOMETRY_METRICS + COLOR_METRICS:
             png = _plot_png(seq, metric, per)
             if png is None:
                 continue
-            path = folder / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', seq)}_{metric.replace('_psnr', '')}.png"
+            path = folder / f"{stems[seq]}_{metric.replace('_psnr', '')}.png"
+            if path in written:  # cannot happen with distinct stems; never report a plot twice
+                raise InputError(f"{path}: two RD plots would share this file name")
             write_bytes_atomic(path, png)
             written.append(path)
     return written

@@ -11,6 +11,16 @@ Order of work (everything that can be wrong is checked before the first task):
    (atomic) and the parts are merged into ``OUT`` by an atomic rewrite every few seconds and at the
    end. A run that is killed loses at most the tasks in flight; the next run merges the parts left
    behind and does the rest. Rows are unique by (sequence, frame, codec, rate).
+
+Each row records a ``settings`` fingerprint of its inputs (codec, merged options, the frame file's
+path/size/mtime or the synthetic spec, peak, colour and Hausdorff settings): a row whose fingerprint
+differs from the current config's is run again and replaced. Rows without one (tables written before
+the column existed) are treated as stale and rerun too; the summary counts them (``settings_changed``).
+
+The results must go to a regular file (or a new one): they are read back to resume, so a device,
+pipe or /dev, /proc path is refused. One run at a time writes a given table: ``OUT.lock`` is held
+(``flock``, released by the OS when the process ends, even when killed) for the whole run, and a
+second run into the same table fails at once.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from imcodec.bench.config import BenchConfig, check_codecs, load_config
-from imcodec.bench.tasks import HEADER, Task, format_row, parse_row, row_key
+from imcodec.bench.tasks import HEADER, Task, format_row, parse_row, row_key, settings_fingerprint
 from imcodec.errors import InputError, UsageError
 
 MERGE_EVERY_S = 5.0
@@ -41,6 +51,28 @@ class Plan:
 
 def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
+
+
+def lock_path(out: Path) -> Path:
+    return out.with_name(out.name + ".lock")
+
+
+def _check_out_path(out: Path) -> None:
+    """UsageError unless ``out`` names a regular file or a new one (the table is read back to resume
+    and rewritten by atomic rename)."""
+    text = str(out)
+    if not text.strip() or out.name in ("", ".", ".."):
+        raise UsageError(f"--out {text!r}: expected a results CSV file name (not empty, not a directory)")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a directory, expected a CSV file name")
+
+    def system(a: str) -> bool:  # /dev/stdout, /dev/fd/N, /proc/self/fd/N, ...; /dev/shm holds plain files
+        return any(a == d or a.startswith(d + "/") for d in ("/dev", "/proc")) and not a.startswith("/dev/shm/")
+
+    special = system(os.path.normpath(out.absolute())) or system(os.path.realpath(out))
+    if special or (os.path.lexists(out) and not out.is_file()):
+        raise UsageError(f"--out {out}: bench results must go to a regular file: they are read back to resume "
+                         "(give a file name; a device, pipe or /dev, /proc path cannot be used)")
 
 
 # --------------------------------------------------------------------------------------- planning
@@ -69,9 +101,20 @@ def _frames(cfg: BenchConfig) -> tuple[dict[str, list[tuple[int, Path]]], list[t
     return frames, synth
 
 
+def _frame_identity(seq: Any, index: int, path: Path) -> Any:
+    """What a frame's content depends on: the synthetic spec and index (the cached file is regenerated
+    identically), or the file's path, size and modification time."""
+    if seq.synth is not None:
+        sp = seq.synth
+        return ["synth", sp.shape, sp.bits, sp.seed, sp.color, sp.motion, int(index)]
+    st = os.stat(path)
+    return ["file", os.path.realpath(path), st.st_size, st.st_mtime_ns]
+
+
 def _check_outputs(cfg: BenchConfig, out: Path, frames: dict[str, list[tuple[int, Path]]]) -> None:
     real = Path(os.path.realpath(out))
     parts = Path(os.path.realpath(parts_dir(out)))
+    lock = Path(os.path.realpath(lock_path(out)))
     if real.is_dir():
         raise UsageError(f"--out {out}: is a directory, expected a CSV file name")
     guarded = {Path(os.path.realpath(p)): f"plugin {p}" for p in cfg.plugins}
@@ -83,6 +126,8 @@ def _check_outputs(cfg: BenchConfig, out: Path, frames: dict[str, list[tuple[int
     for p, what in guarded.items():
         if p == real:
             raise UsageError(f"--out {out}: the results file would overwrite {what}")
+        if p == lock:
+            raise UsageError(f"--out {out}: its lock file {lock_path(out)} would overwrite {what}")
         if p == parts or parts in p.parents:
             raise UsageError(f"--out {out}: its part folder {parts_dir(out)} would hold {what}")
     if Path(os.path.realpath(cfg.cache_dir)) in (real, parts):
@@ -103,6 +148,11 @@ def plan(cfg: BenchConfig, out: str | os.PathLike | None = None, workers: int | 
         raise UsageError("give either --workers or --scheduler, not both")
     if workers is not None and not 1 <= workers <= 1024:
         raise UsageError(f"--workers must be in 1..1024, got {workers}")
+    if scheduler is not None:
+        from imcodec.bench.executors import parse_scheduler_address
+
+        parse_scheduler_address(scheduler)  # a malformed address fails at once
+    _check_out_path(out_path)
     check_codecs(cfg)
     frames, synth = _frames(cfg)
     _check_outputs(cfg, out_path, frames)
@@ -112,12 +162,16 @@ def plan(cfg: BenchConfig, out: str | os.PathLike | None = None, workers: int | 
     tasks = []
     plugins = tuple(str(p) for p in cfg.plugins)
     for s in cfg.sequences:
+        peak = s.peak if s.peak is not None else cfg.peak
         for index, path in frames[s.name]:
+            ident = _frame_identity(s, index, path)
             for c in cfg.codecs:
                 for rp in c.rates:
                     tasks.append(Task(sequence=s.name, frame=index, path=str(path), label=c.label, codec=c.codec,
-                                      rate=rp.name, options=rp.options, peak=s.peak if s.peak is not None else cfg.peak,
-                                      color=cfg.color, hausdorff=cfg.hausdorff, plugins=plugins))
+                                      rate=rp.name, options=rp.options, peak=peak,
+                                      color=cfg.color, hausdorff=cfg.hausdorff, plugins=plugins,
+                                      settings=settings_fingerprint(c.codec, rp.options, ident, peak, cfg.color,
+                                                                    cfg.hausdorff)))
     client = connect(scheduler, cfg.scheduler_timeout) if scheduler is not None else None
     return Plan(cfg=cfg, out=out_path, tasks=tasks, synth=synth, client=client)
 
@@ -136,6 +190,72 @@ def generate_frames(items: list[tuple[Any, Path, int]]) -> int:
                              motion=spec.motion), path)
         made += 1
     return made
+
+
+# ------------------------------------------------------------------------------------------- lock
+
+class OutputLock:
+    """An exclusive ``flock`` on ``OUT.lock`` for the whole run: a second run into the same table fails
+    at once naming the holder's PID; the OS drops the lock when the holder exits (killed included), so
+    a stale lock file never blocks. The file is removed on release."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = lock_path(out)
+        self.fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            return self
+        for _ in range(20):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise InputError(f"--out {self.out}: cannot create the lock file {self.path} "
+                                 f"({exc.strerror or exc})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = ""
+                try:
+                    holder = os.read(fd, 64).decode("ascii", "replace").strip()
+                except OSError:
+                    pass
+                os.close(fd)
+                who = f"held by process {holder}" if holder.isdigit() else "held"
+                raise UsageError(f"another bench run is writing {self.out} (lock {self.path} {who}); "
+                                 "wait for it to finish or use another --out") from None
+            try:  # the holder before us may have removed the file after we opened it: lock the live one
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            self.fd = fd
+            return self
+        raise UsageError(f"--out {self.out}: cannot lock {self.path} (it keeps being replaced)")
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            if os.path.samestat(os.fstat(self.fd), os.stat(self.path)):
+                os.unlink(self.path)  # while still locked: a waiting run then locks a fresh file
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 # ---------------------------------------------------------------------------------------- results
@@ -204,11 +324,17 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike | None =
 
     cfg = config if isinstance(config, BenchConfig) else load_config(config)
     p = plan(cfg, out, workers, scheduler)
+    lock = OutputLock(p.out)
     try:
+        lock.acquire()
         t0 = time.perf_counter()
         generated = generate_frames(p.synth)
         store = ResultStore(p.out)
         store.load()
+        stale = [t for t in p.tasks if t.key in store.rows and store.rows[t.key].get("settings") != t.settings]
+        unversioned = sum(1 for t in stale if not store.rows[t.key].get("settings"))
+        for t in stale:  # replaced when the task finishes; absent (so retried) if it fails
+            del store.rows[t.key]
         todo = [t for t in p.tasks if t.key not in store.rows]
         skipped = len(p.tasks) - len(todo)
         failed: list[dict[str, str]] = []
@@ -248,9 +374,20 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike | None =
         store.merge()
         seconds = time.perf_counter() - t0
     finally:
-        if p.client is not None:
-            p.client.close()
-    return {"output": str(p.out), "tasks": len(p.tasks), "skipped": skipped, "ran": total - len(failed),
-            "failed": failed, "rows": len(store.rows), "generated_frames": generated,
-            "executor": scheduler if scheduler else f"local x{n_workers}", "warm_seconds": round(warm_s, 3),
-            "seconds": round(seconds, 3), **info}
+        try:
+            if p.client is not None:
+                p.client.close()
+        finally:
+            lock.release()
+    summary = {"output": str(p.out), "tasks": len(p.tasks), "skipped": skipped, "ran": total - len(failed),
+               "settings_changed": len(stale), "failed": failed, "rows": len(store.rows),
+               "generated_frames": generated, "executor": scheduler if scheduler else f"local x{n_workers}",
+               "warm_seconds": round(warm_s, 3), "seconds": round(seconds, 3), **info}
+    if stale:
+        note = (f"{len(stale)} finished row(s) rerun and replaced because their settings changed (codec "
+                "options, frame file, peak, colour or Hausdorff setting)")
+        if unversioned:
+            note += (f"; {unversioned} of them had no settings fingerprint (a table written before the column "
+                     "existed) and were treated as stale")
+        summary["note"] = note
+    return summary

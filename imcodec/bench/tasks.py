@@ -15,6 +15,14 @@ I/O included), CPU seconds of the worker process and its finished child processe
 the task (with several tasks per process, as Dask threads, this includes the others'), peak resident
 memory of the worker
 during the task (MiB; on Linux the high-water mark is reset before each task) and the worker id.
+
+With ``[bench] hausdorff = true`` also the symmetric Hausdorff values: ``d1_hausdorff`` /
+``d2_hausdorff`` (the largest squared point-to-point / point-to-plane distance of either direction)
+with their PSNRs, and with colour the per-channel R/G/B Hausdorff PSNRs (the smaller direction's);
+empty otherwise.
+
+``settings`` is a fingerprint of everything the row depends on (:func:`settings_fingerprint`): the
+runner reruns a row whose fingerprint differs from the current config's (or is missing).
 """
 
 from __future__ import annotations
@@ -36,9 +44,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("bpp_total", "float"), ("bpp_geometry", "float"), ("bpp_attribute", "float"),
     ("d1_psnr", "float"), ("d2_psnr", "float"), ("y_psnr", "float"), ("cb_psnr", "float"), ("cr_psnr", "float"),
     ("d1_mse", "float"), ("d2_mse", "float"),
+    ("d1_hausdorff", "float"), ("d1_hausdorff_psnr", "float"), ("d2_hausdorff", "float"),
+    ("d2_hausdorff_psnr", "float"), ("r_hausdorff_psnr", "float"), ("g_hausdorff_psnr", "float"),
+    ("b_hausdorff_psnr", "float"),
     ("encode_s", "float"), ("decode_s", "float"), ("metrics_s", "float"), ("task_s", "float"),
     ("cpu_s", "float"), ("peak_mem_mib", "float"),
-    ("worker", "str"),
+    ("worker", "str"), ("settings", "str"),
 )
 HEADER = [c for c, _ in COLUMNS]
 KEY = ("sequence", "frame", "codec", "rate")
@@ -60,6 +71,7 @@ class Task:
     color: str = "auto"
     hausdorff: bool = False
     plugins: tuple[str, ...] = ()
+    settings: str = ""  # fingerprint of the row's inputs, see settings_fingerprint
 
     @property
     def key(self) -> tuple[str, int, str, str]:
@@ -76,6 +88,19 @@ def task_id(key: tuple) -> str:
     text = f"{seq}\x00{int(frame)}\x00{label}\x00{rate}"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{seq}_{int(frame)}_{label}_{rate}")[:80]
     return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def settings_fingerprint(codec: str, options: tuple[tuple[str, Any], ...], frame: Any, peak: float | None,
+                         color: str, hausdorff: bool) -> str:
+    """Short sha256 hex of a task's effective settings: the registered codec, its merged options, the
+    frame's identity (``frame``: e.g. path, size and mtime of a file, or a synthetic spec and index)
+    and the metric settings. Equal fingerprints mean a finished row can be reused."""
+    import json
+
+    text = json.dumps({"codec": codec, "options": [[k, v] for k, v in options], "frame": frame,
+                       "peak": peak, "color": color, "hausdorff": bool(hausdorff)},
+                      sort_keys=True, default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------- row typing
@@ -146,7 +171,16 @@ def load_plugins(paths: tuple[str, ...]) -> None:
         if spec is None or spec.loader is None:
             raise UsageError(f"plugin {p}: cannot be imported as a Python module")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            where = f" (line {exc.lineno})" if exc.lineno else ""
+            raise UsageError(f"plugin {p}: import failed: {type(exc).__name__}: {exc.msg}{where}") from None
+        except SystemExit as exc:
+            raise UsageError(f"plugin {p}: import failed: it called sys.exit({exc.code!r})") from None
+        except Exception as exc:  # noqa: BLE001 - any error of the plugin's code is the config's problem
+            msg = " ".join(str(exc).split())
+            raise UsageError(f"plugin {p}: import failed: {type(exc).__name__}: {msg}".rstrip(": ")) from None
         _LOADED.add(real)
 
 
@@ -244,11 +278,26 @@ def run_task(task: Task) -> dict[str, Any]:
         "bpp_total": bpp(enc["bytes"]), "bpp_geometry": bpp(geo), "bpp_attribute": bpp(att) if att else None,
         "d1_psnr": m.get("d1_psnr"), "d2_psnr": m.get("d2_psnr"), "y_psnr": m.get("y_psnr"),
         "cb_psnr": m.get("cb_psnr"), "cr_psnr": m.get("cr_psnr"),
-        "d1_mse": m.get("d1_mse"), "d2_mse": m.get("d2_mse"),
+        "d1_mse": m.get("d1_mse"), "d2_mse": m.get("d2_mse"), **_hausdorff(m),
         "encode_s": enc["encode_seconds"], "decode_s": dec["decode_seconds"], "metrics_s": round(metrics_s, 4),
         "task_s": round(time.perf_counter() - t_task, 4), "cpu_s": round(_cpu_seconds() - cpu0, 4),
-        "peak_mem_mib": round(_peak_rss_mib(), 1), "worker": worker_id(),
+        "peak_mem_mib": round(_peak_rss_mib(), 1), "worker": worker_id(), "settings": task.settings,
     }
+
+
+def _hausdorff(m: dict[str, Any]) -> dict[str, Any]:
+    """Symmetric Hausdorff columns from compute_metrics' per-direction values (empty when absent)."""
+    a, b = m.get("a_to_b") or {}, m.get("b_to_a") or {}
+    out: dict[str, Any] = {}
+    for d in ("d1", "d2"):
+        dist = [x[f"{d}_hausdorff"] for x in (a, b) if x.get(f"{d}_hausdorff") is not None]
+        psnrs = [x[f"{d}_hausdorff_psnr"] for x in (a, b) if x.get(f"{d}_hausdorff_psnr") is not None]
+        out[f"{d}_hausdorff"] = max(dist) if len(dist) == 2 else None
+        out[f"{d}_hausdorff_psnr"] = min(psnrs) if len(psnrs) == 2 else None
+    for i, ch in enumerate("rgb"):
+        vals = [x["rgb_hausdorff_psnr"][i] for x in (a, b) if x.get("rgb_hausdorff_psnr")]
+        out[f"{ch}_hausdorff_psnr"] = min(vals) if len(vals) == 2 else None
+    return out
 
 
 # ---------------------------------------------------------------------------------------- warm-up

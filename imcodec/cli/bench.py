@@ -45,15 +45,20 @@ def bench_run(
 def bench_report(
     results: Annotated[Path, typer.Argument(help="Results CSV of bench run.")],
     anchor: Annotated[str, typer.Option("--anchor", help="Anchor codec label.")],
-    test: Annotated[str, typer.Option("--test", help="Test codec label.")],
+    test: Annotated[str, typer.Option("--test", help="Test codec label (not the anchor).")],
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for the RD plots (default: RESULTS_plots/).")] = None,
-    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the RD plots.")] = False,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the RD plots (not with --plots).")] = False,
     method: Annotated[BdMethodOpt, typer.Option("--method", help="pchip (CTC) or cubic (VCEG-M33).")] = BdMethodOpt.pchip,
     json_out: JsonOpt = False,
 ) -> None:
     """BD-rate of TEST against ANCHOR per sequence and on average (D1/D2/Y/Cb/Cr vs geometry, attribute, total rate)."""
     from imcodec import api
+    from imcodec.errors import UsageError
 
+    if plots is not None and no_plots:
+        raise UsageError(f"--plots {plots} and --no-plots contradict each other; give one")
+    if anchor == test:
+        raise UsageError(f"--anchor and --test name the same codec {anchor!r}; compare two different codecs")
     result = api.bench_report(results, anchor, test, plots=plots, method=method.value, make_plots=not no_plots)
     if json_out:
         _print_json(result)
@@ -63,17 +68,22 @@ def bench_report(
 
     seqs = list(result["sequences"])
     table = Table(title=f"BD-rate (%) of {test} against {anchor} ({method.value}); negative = fewer bits")
-    table.add_column("metric / rate", style="bold")
+    table.add_column("metric / rate", style="bold", no_wrap=True)
     for s in seqs:
-        table.add_column(s, justify="right")
-    table.add_column("average", justify="right", style="bold")
+        table.add_column(s, justify="right", no_wrap=True)
+    table.add_column("average", justify="right", style="bold", no_wrap=True)
 
     def cell(v: dict) -> str:
         return "n/a" if v["bd_rate"] is None else f"{v['bd_rate']:+.2f}"
 
     for pair in result["pairs"]:
         table.add_row(pair, *[cell(result["sequences"][s][pair]) for s in seqs], cell(result["average"][pair]))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        # a log file or pipe (CI): the whole table, never squeezed to 80 columns and truncated
+        width = Console(width=1 << 20).measure(table).maximum
+        console = Console(width=max(80, width))
+    console.print(table)
     for p in result.get("plots", []):
         _info(f"wrote {p}")
 
@@ -82,14 +92,31 @@ def bench_report(
 def bench_check(
     results: Annotated[Path, typer.Argument(help="Results CSV of bench run.")],
     baseline: Annotated[Path, typer.Option("--baseline", help="Baseline JSON (written by --write-baseline).")],
-    max_bdrate: Annotated[float, typer.Option("--max-bdrate", help="Largest tolerated BD-rate increase, percent.")] = 1.0,
-    max_psnr_drop: Annotated[float, typer.Option("--max-psnr-drop", help="Largest tolerated PSNR drop (dB) where BD-rate cannot be computed.")] = 0.05,
-    write_baseline: Annotated[bool, typer.Option("--write-baseline", help="Record RESULTS as the baseline instead of checking.")] = False,
+    max_bdrate: Annotated[Optional[float], typer.Option("--max-bdrate", help="Largest tolerated BD-rate increase, percent (finite, >= 0) \\[default: 1].", show_default=False)] = None,
+    max_psnr_drop: Annotated[Optional[float], typer.Option("--max-psnr-drop", help="Largest tolerated PSNR drop (dB; finite, >= 0) where BD-rate cannot be computed \\[default: 0.05].", show_default=False)] = None,
+    write_baseline: Annotated[bool, typer.Option("--write-baseline", help="Record RESULTS as the baseline instead of checking (takes no tolerance; an existing baseline needs --force).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --write-baseline: replace an existing baseline file.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Regression gate: exit 1 naming the sequences/metrics whose BD-rate against the baseline exceeds the tolerance."""
+    """Regression gate: exit 1 naming the sequences/metrics whose BD-rate against the baseline exceeds the tolerance,
+    or whose rate points or frames are missing from the results."""
     from imcodec import api
+    from imcodec.bench.gate import baseline_path_check, check_tolerances
+    from imcodec.errors import UsageError
 
+    baseline_path_check(results, baseline)
+    if write_baseline:
+        given = [f for f, v in (("--max-bdrate", max_bdrate), ("--max-psnr-drop", max_psnr_drop)) if v is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply with "
+                             "--write-baseline (it records the results, it checks nothing)")
+        if baseline.exists() and not force:
+            raise UsageError(f"--baseline {baseline}: already exists; pass --force to replace it with these results")
+    elif force:
+        raise UsageError("--force applies only with --write-baseline")
+    max_bdrate = 1.0 if max_bdrate is None else max_bdrate
+    max_psnr_drop = 0.05 if max_psnr_drop is None else max_psnr_drop
+    check_tolerances(max_bdrate, max_psnr_drop)
     result = api.bench_check(results, baseline, max_bdrate=max_bdrate, write_baseline=write_baseline,
                              max_psnr_drop=max_psnr_drop)
     if json_out:
