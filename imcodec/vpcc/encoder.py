@@ -70,10 +70,10 @@ def prepare(cloud: PointCloud) -> tuple[np.ndarray, np.ndarray | None]:
     if len(pts) and not np.array_equal(rounded, pts):
         bad = pts[np.flatnonzero(np.any(rounded != pts, axis=1))[0]]
         raise InputError(f"V-PCC codes voxelised clouds: coordinates must be integers, got {bad.tolist()}")
-    if len(pts) and float(np.ptp(pts, axis=0).max()) >= COORD_LIMIT:
-        # checked in float: beyond 2**63 the int64 cast below would wrap
-        raise InputError(f"V-PCC input spans {np.ptp(pts, axis=0).max() + 1:g} units; at most {COORD_LIMIT} "
-                         f"are supported")
+    span = float(np.ptp(pts, axis=0).max()) if len(pts) else 0.0
+    if span >= COORD_LIMIT:  # checked in float: beyond 2**63 the int64 cast below would wrap
+        units = f"{int(span) + 1}" if span < 2.0 ** 53 else f"{span + 1:g}"
+        raise InputError(f"V-PCC input spans {units} units; at most {COORD_LIMIT} are supported")
     if len(pts) and float(np.abs(pts).max()) >= 2.0 ** 53:
         raise InputError(f"V-PCC input coordinate {np.abs(pts).max():g} is too large (at most 2**53)")
     coords = rounded.astype(np.int64)
@@ -84,8 +84,6 @@ def prepare(cloud: PointCloud) -> tuple[np.ndarray, np.ndarray | None]:
         return coords.reshape(0, 3), (np.zeros((0, 3)) if cols is not None else None)
     lo = coords.min(axis=0)
     rel = coords - lo
-    if rel.max() >= COORD_LIMIT:
-        raise InputError(f"V-PCC input spans {int(rel.max()) + 1} units; at most {COORD_LIMIT} are supported")
     keys = (rel[:, 0] << 42) | (rel[:, 1] << 21) | rel[:, 2]
     ukeys, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
     if len(ukeys) == len(keys):
