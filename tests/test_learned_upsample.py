@@ -186,8 +186,48 @@ def test_weights_round_trip_and_errors(tmp_path):
     payload["arch"] = "pudense-slim"
     payload["state_dict"].pop("stem.weight")
     torch.save(payload, arch)
+    with pytest.raises(InputError, match="damaged"):  # the digest no longer matches
+        load_upsampler(4, arch)
+    payload.pop("digest")  # a file from before digests: loads unchecked, then fails on the layout
+    torch.save(payload, arch)
     with pytest.raises(InputError, match="do not fit"):
         load_upsampler(4, arch)
+
+
+def _tensor_offset(data: bytes, index: int = 0) -> int:
+    """Byte offset of tensor storage ``index`` inside a torch.save zip (stored, uncompressed)."""
+    import io
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(f"/data/{index}"))
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def test_a_flipped_byte_inside_a_tensor_is_refused(tmp_path):
+    path = tmp_path / "w.pt"
+    save_weights(path, tiny_model(4, seed=3))
+    data = bytearray(path.read_bytes())
+    off = _tensor_offset(bytes(data)) + 5
+    data[off] ^= 0x10
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(data))
+    torch.load(bad, weights_only=True)  # torch itself loads it: no CRC check in its zip reader
+    with pytest.raises(InputError, match=r"flipped\.pt: weights file is damaged"):
+        load_upsampler(4, bad)
+
+
+def test_every_shipped_pytorch_weights_file_carries_a_matching_digest():
+    from imcodec.learned.zoo import read_weights, state_digest
+    from imcodec.learned.zoo_header import WEIGHTS_DIR
+
+    files = sorted(WEIGHTS_DIR.glob("*.pt"))
+    assert len(files) >= 4
+    for path in files:
+        payload = read_weights(path)
+        assert payload["digest"] == state_digest(payload["state_dict"]), path.name
 
 
 def test_shipped_weights_load():

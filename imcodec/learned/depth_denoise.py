@@ -16,7 +16,6 @@ change, so the decoder stays integer and deterministic (CPU, a fixed thread coun
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -113,15 +112,13 @@ def local_reference(d: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def weights_bytes(model: DualDenoiser, meta: dict[str, Any] | None = None) -> bytes:
     """The model as an imcodec weights file (task "denoise-depth"; see :mod:`imcodec.learned.zoo`)."""
-    from imcodec.learned.zoo import FORMAT, FORMAT_VERSION
+    from imcodec.learned.zoo import FORMAT, FORMAT_VERSION, payload_bytes
 
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": TASK, "arch": ARCH,
                "factor": 1, "config": model.config.to_dict(),
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "meta": json.loads(json.dumps(meta or {}, default=str))}
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return buf.getvalue()
+    return payload_bytes(payload)
 
 
 def load_cnn(path: Path, payload: dict) -> tuple["DualDenoiser", dict[str, Any]]:

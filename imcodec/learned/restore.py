@@ -19,7 +19,6 @@ trained across r1..r5, else the one rate it was trained for); ``meta.keep_ratio`
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -46,7 +45,7 @@ def restore_config(channels: tuple[int, ...] = (8, 16, 24, 32), head_channels: i
 def weights_bytes(model: PUDenseUpsampler, rate: str, keep_ratio: dict[str, float],
                   meta: dict[str, Any] | None = None) -> bytes:
     """The model as an imcodec weights file (task "restore"; see :mod:`imcodec.learned.zoo`)."""
-    from imcodec.learned.zoo import FORMAT, FORMAT_VERSION
+    from imcodec.learned.zoo import FORMAT, FORMAT_VERSION, payload_bytes
 
     meta = dict(meta or {})
     meta["keep_ratio"] = {k: float(v) for k, v in keep_ratio.items()}
@@ -54,9 +53,7 @@ def weights_bytes(model: PUDenseUpsampler, rate: str, keep_ratio: dict[str, floa
                "rate": rate, "config": model.config.to_dict(),
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "meta": json.loads(json.dumps(meta, default=str))}
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return buf.getvalue()
+    return payload_bytes(payload)
 
 
 def shipped_restorer(rate: str | None) -> Path:

@@ -6,7 +6,10 @@ A weights file is a ``torch.save`` dict (loaded with ``weights_only=True``) with
     factor=4, config={UpsamplerConfig fields}, state_dict={...}, meta={how it was trained}
 
 so a file for another task, architecture or factor is refused with a message naming the file,
-what it holds and what was expected. The V-PCC enhancement tools use the same header through
+what it holds and what was expected. Files written by this version also carry ``digest``: the SHA-256 of
+the state dict (names, dtypes, shapes and tensor bytes, :func:`state_digest`). torch's zip reader checks
+no CRCs, so without it a flipped byte inside a tensor loads silently; a file whose digest does not match
+is refused as damaged (files without the field, from older versions, load unchecked). The V-PCC enhancement tools use the same header through
 :func:`read_weights`: task "denoise-depth" (arch "dualpath-lut", :mod:`imcodec.learned.depth_lut`,
 shipped as the NumPy archive ``denoise_depth.npz``; arch "dualpath-cnn", :mod:`imcodec.learned.depth_denoise`, shipped as
 ``denoise_depth_cnn.pt``) and task "restore" with a ``rate`` field (:mod:`imcodec.learned.restore`,
@@ -42,6 +45,30 @@ def shipped_weights(factor: int) -> Path:
     return path
 
 
+def state_digest(state: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a state dict: every entry's name, dtype, shape and bytes, in name order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name]
+        if not torch.is_tensor(value):
+            h.update(f"{name}={value!r};".encode())
+            continue
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def payload_bytes(payload: dict[str, Any]) -> bytes:
+    """``torch.save`` bytes of a weights payload, with the state dict's ``digest`` added."""
+    payload = {**payload, "digest": state_digest(payload["state_dict"])}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
 def weights_bytes(model: PUDenseUpsampler, meta: dict[str, Any] | None = None) -> bytes:
     """Serialise a model with its format header (tensors moved to CPU)."""
     cfg = model.config
@@ -56,9 +83,7 @@ def weights_bytes(model: PUDenseUpsampler, meta: dict[str, Any] | None = None) -
         # plain JSON types only, so the file loads with torch.load(weights_only=True)
         "meta": json.loads(json.dumps(meta or {}, default=str)),
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return buf.getvalue()
+    return payload_bytes(payload)
 
 
 def save_weights(path: str | os.PathLike, model: PUDenseUpsampler, meta: dict[str, Any] | None = None) -> None:
@@ -81,6 +106,9 @@ def read_weights(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{path}: not a readable imcodec weights file ({type(exc).__name__})") from None
     check_header(path, payload, ("task", "arch", "factor", "config", "state_dict"))
     state = payload["state_dict"]
+    if isinstance(state, dict) and "digest" in payload and payload["digest"] != state_digest(state):
+        raise InputError(f"{path}: weights file is damaged (its tensors do not match the SHA-256 digest it "
+                         f"carries)")
     if isinstance(state, dict):
         for name, value in state.items():
             if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
