@@ -92,3 +92,15 @@ def test_convert_file_and_sequence(run_cli, tmp_path):
     assert code == 2 and "float16" in err
     code, _, err = run_cli("convert", src, src)
     assert code == 2 and "overwrite" in err
+
+
+def test_convert_to_an_integer_type_refuses_to_round_silently(run_cli, tmp_path):
+    src = tmp_path / "f.ply"
+    write_ply(PointCloud(points=np.array([[1.0, 2.0, 3.0], [1.5, 2.0, 3.25], [0.5, 0.0, 0.0]])), src)
+    out = tmp_path / "i.ply"
+    code, _, err = run_cli("convert", src, out, "--point-type", "int32")
+    assert code != 0 and not out.exists()
+    assert "point 1 (1.5, 2.0, 3.25) is not on the integer grid (2 such points)" in err and "--round" in err
+    code, _, _ = run_cli("convert", src, out, "--point-type", "int32", "--round")
+    assert code == 0
+    np.testing.assert_array_equal(read_ply(out).points, np.rint(read_ply(src).points))

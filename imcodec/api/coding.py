@@ -268,8 +268,11 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
 # ---------------------------------------------------------------------------------------- convert
 
 def convert(src: PathLike, dst: PathLike, fmt: str = "binary", point_type: str | None = None,
-            start: int | None = None, count: int | None = None) -> list[Path]:
-    """Re-encode one PLY (dst a file) or a sequence (dst a directory); returns the written paths."""
+            start: int | None = None, count: int | None = None, round_coords: bool = False) -> list[Path]:
+    """Re-encode one PLY (dst a file) or a sequence (dst a directory); returns the written paths.
+
+    An integer ``point_type`` refuses non-integer coordinates (InputError quoting the first one)
+    unless ``round_coords``, which rounds them to the nearest integer."""
     try:
         ply_fmt = PlyFormat(fmt)
     except ValueError:
@@ -290,7 +293,15 @@ def convert(src: PathLike, dst: PathLike, fmt: str = "binary", point_type: str |
         out = dst if single else dst / fr.path.name
         if out.resolve() == fr.path.resolve():
             raise UsageError(f"{out}: output would overwrite its input")
-        write_ply(read_ply(fr.path, allow_empty=True), out, ply_fmt, point_type)
+        cloud = read_ply(fr.path, allow_empty=True)
+        if point_type is not None and point_type.startswith(("int", "uint")) and not round_coords:
+            frac = np.flatnonzero(np.any(cloud.points != np.rint(cloud.points), axis=1))
+            if len(frac):
+                i = int(frac[0])
+                raise InputError(f"{fr.path}: point {i} {tuple(float(v) for v in cloud.points[i])} is not on the "
+                                 f"integer grid ({len(frac)} such points); --point-type {point_type} would round "
+                                 f"them: pass --round to do that")
+        write_ply(cloud, out, ply_fmt, point_type)
         written.append(out)
     return written
 

@@ -56,6 +56,7 @@ def convert(
     fmt: Annotated[Optional[PlyFormatOpt], typer.Option("--format", "-f", help="Body encoding of the output [default: binary].")] = None,
     ascii_: Annotated[bool, typer.Option("--ascii", help="Shorthand for --format ascii.")] = False,
     point_type: Annotated[Optional[str], typer.Option("--point-type", help="On-disk type of x/y/z (float32, float64, int32, uint16, ...); default: as read.")] = None,
+    round_: Annotated[bool, typer.Option("--round", help="With an integer --point-type: round non-integer coordinates to the nearest integer (refused otherwise).")] = False,
     start: FramesStart = None,
     count: FramesCount = None,
 ) -> None:
@@ -67,7 +68,7 @@ def convert(
     if ascii_ and fmt not in (None, PlyFormatOpt.ascii):
         raise UsageError(f"--ascii and --format {fmt.value} exclude each other")
     body = "ascii" if ascii_ else (fmt or PlyFormatOpt.binary).value
-    written = api.convert(src, dst, fmt=body, point_type=point_type,
+    written = api.convert(src, dst, fmt=body, point_type=point_type, round_coords=round_,
                           start=start, count=count)
     for p in written:
         _info(f"wrote {p}")
