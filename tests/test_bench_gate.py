@@ -223,3 +223,18 @@ def test_write_baseline_takes_no_tolerance_and_keeps_an_existing_file(tmp_path, 
     assert set(json.loads(base.read_text())["curves"]["s5"]) == {"ob"}
     code, _, err = run_cli("bench", "check", other, "--baseline", base, "--force")
     assert code == 2 and "--force applies only with --write-baseline" in err
+
+
+def test_library_write_baseline_also_keeps_an_existing_file(tmp_path):
+    from imcodec import api
+
+    res = _csv(tmp_path / "r.csv", _rows())
+    base = tmp_path / "b.json"
+    assert api.bench_check(res, base, write_baseline=True)["written"]
+    before = base.read_text()
+    other = _csv(tmp_path / "other.csv", _rows(codec="ob"))
+    with pytest.raises(UsageError, match="already exists; pass --force"):
+        api.bench_check(other, base, write_baseline=True)
+    assert base.read_text() == before
+    assert api.bench_check(other, base, write_baseline=True, force=True)["written"]
+    assert set(json.loads(base.read_text())["curves"]["s5"]) == {"ob"}

@@ -184,14 +184,19 @@ def bench_report(results: PathLike, anchor: str, test: str, plots: PathLike | No
 
 
 def bench_check(results: PathLike, baseline: PathLike, max_bdrate: float = 1.0, write_baseline: bool = False,
-                max_psnr_drop: float = 0.05, method: str = "pchip") -> dict[str, Any]:
+                max_psnr_drop: float = 0.05, method: str = "pchip", force: bool = False) -> dict[str, Any]:
     """Regression gate: BD-rate of the results' RD curves against a baseline file (``passed`` False
     and ``regressions`` naming sequence, codec and metric beyond ``max_bdrate`` percent), or, with
-    ``write_baseline``, record the results as the baseline."""
+    ``write_baseline``, record the results as the baseline (UsageError when the baseline exists,
+    unless ``force``)."""
     from imcodec.bench import gate
     from imcodec.bench.report import read_results
 
     gate.baseline_path_check(Path(results), Path(baseline))
+    if write_baseline and Path(baseline).exists() and not force:
+        raise UsageError(f"--baseline {baseline}: already exists; pass --force to replace it with these results")
+    if force and not write_baseline:
+        raise UsageError("--force applies only with --write-baseline")
     rows = read_results(results)
     if write_baseline:
         base = gate.write_baseline(baseline, rows, source=str(results))

@@ -110,15 +110,11 @@ def bench_check(
         if given:
             raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply with "
                              "--write-baseline (it records the results, it checks nothing)")
-        if baseline.exists() and not force:
-            raise UsageError(f"--baseline {baseline}: already exists; pass --force to replace it with these results")
-    elif force:
-        raise UsageError("--force applies only with --write-baseline")
     max_bdrate = 1.0 if max_bdrate is None else max_bdrate
     max_psnr_drop = 0.05 if max_psnr_drop is None else max_psnr_drop
     check_tolerances(max_bdrate, max_psnr_drop)
     result = api.bench_check(results, baseline, max_bdrate=max_bdrate, write_baseline=write_baseline,
-                             max_psnr_drop=max_psnr_drop)
+                             max_psnr_drop=max_psnr_drop, force=force)
     if json_out:
         _print_json(result)
     elif write_baseline:
