@@ -378,6 +378,33 @@ def test_rows_rerun_when_settings_change(tmp_path):
     assert rows[(1, rp.name)]["settings"] == settings_fingerprint("octree", rp.options, ident, None, "auto", False)
 
 
+PLAIN_PLUGIN = '''
+"""Test plugin: the octree codec under another name."""
+from imcodec.codecs import register_codec
+from imcodec.octree.codec import OctreeCodec
+
+
+@register_codec("octree_plugged", codec_id=201)
+class Plugged(OctreeCodec):
+    pass
+'''
+
+
+def test_an_edited_plugin_reruns_the_rows(tmp_path):
+    """The fingerprint covers the plugin files (path, size, mtime): rows of a run are reused while the
+    plugin is unchanged and rerun once it is edited."""
+    plugin = tmp_path / "plug.py"
+    plugin.write_text(PLAIN_PLUGIN)
+    cfg = _config(tmp_path, "[codecs.octree_plugged]\nrates = { r1 = { scale = 0.5 } }\n",
+                  extra=f'plugins = ["{plugin}"]', frames=1)
+    out = tmp_path / "res.csv"
+    assert run(cfg, out=out, workers=1)["ran"] == 1
+    assert run(cfg, out=out, workers=1)["ran"] == 0
+    plugin.write_text(PLAIN_PLUGIN + "\n# edited\n")
+    res = run(cfg, out=out, workers=1)
+    assert res["ran"] == 1 and res["settings_changed"] == 1
+
+
 def test_hausdorff_columns(tmp_path):
     """[bench] hausdorff = true fills the Hausdorff columns (symmetric: the worse direction); checked
     against brute-force nearest neighbours. Without it they stay empty."""

@@ -13,7 +13,8 @@ Order of work (everything that can be wrong is checked before the first task):
    behind and does the rest. Rows are unique by (sequence, frame, codec, rate).
 
 Each row records a ``settings`` fingerprint of its inputs (codec, merged options, the frame file's
-path/size/mtime or the synthetic spec, peak, colour and Hausdorff settings): a row whose fingerprint
+path/size/mtime or the synthetic spec, peak, colour and Hausdorff settings, the imcodec version and the
+plugin files' path/size/mtime): a row whose fingerprint
 differs from the current config's is run again and replaced. Rows without one (tables written before
 the column existed) are treated as stale and rerun too; the summary counts them (``settings_changed``).
 
@@ -32,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from imcodec.bench.config import BenchConfig, check_codecs, load_config
-from imcodec.bench.tasks import HEADER, Task, format_row, parse_row, row_key, settings_fingerprint
+from imcodec.bench.tasks import (HEADER, Task, format_row, parse_row, plugin_identity, row_key,
+                                 settings_fingerprint)
 from imcodec.errors import InputError, UsageError
 
 MERGE_EVERY_S = 5.0
@@ -161,6 +163,7 @@ def plan(cfg: BenchConfig, out: str | os.PathLike | None = None, workers: int | 
         raise InputError(f"--out {out_path}: output directory {str(parent)!r} does not exist")
     tasks = []
     plugins = tuple(str(p) for p in cfg.plugins)
+    plugin_ids = plugin_identity(plugins)
     for s in cfg.sequences:
         peak = s.peak if s.peak is not None else cfg.peak
         for index, path in frames[s.name]:
@@ -171,7 +174,7 @@ def plan(cfg: BenchConfig, out: str | os.PathLike | None = None, workers: int | 
                                       rate=rp.name, options=rp.options, peak=peak,
                                       color=cfg.color, hausdorff=cfg.hausdorff, plugins=plugins,
                                       settings=settings_fingerprint(c.codec, rp.options, ident, peak, cfg.color,
-                                                                    cfg.hausdorff)))
+                                                                    cfg.hausdorff, plugin_ids)))
     client = connect(scheduler, cfg.scheduler_timeout) if scheduler is not None else None
     return Plan(cfg=cfg, out=out_path, tasks=tasks, synth=synth, client=client)
 

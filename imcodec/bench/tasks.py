@@ -91,16 +91,36 @@ def task_id(key: tuple) -> str:
 
 
 def settings_fingerprint(codec: str, options: tuple[tuple[str, Any], ...], frame: Any, peak: float | None,
-                         color: str, hausdorff: bool) -> str:
+                         color: str, hausdorff: bool, plugins: Any = ()) -> str:
     """Short sha256 hex of a task's effective settings: the registered codec, its merged options, the
-    frame's identity (``frame``: e.g. path, size and mtime of a file, or a synthetic spec and index)
-    and the metric settings. Equal fingerprints mean a finished row can be reused."""
+    frame's identity (``frame``: e.g. path, size and mtime of a file, or a synthetic spec and index),
+    the metric settings, the imcodec version and the plugin files' identities (``plugins``, see
+    :func:`plugin_identity`). Equal fingerprints mean a finished row can be reused."""
     import json
 
+    from imcodec import __version__
+
     text = json.dumps({"codec": codec, "options": [[k, v] for k, v in options], "frame": frame,
-                       "peak": peak, "color": color, "hausdorff": bool(hausdorff)},
+                       "peak": peak, "color": color, "hausdorff": bool(hausdorff), "imcodec": __version__,
+                       "plugins": list(plugins)},
                       sort_keys=True, default=str, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plugin_identity(paths: tuple[str, ...]) -> list[list[Any]]:
+    """[real path, size, mtime_ns] of each plugin file (a missing one: [path]); an edited plugin
+    changes the fingerprint of every row."""
+    import os
+
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            out.append([str(p)])
+            continue
+        out.append([os.path.realpath(p), st.st_size, st.st_mtime_ns])
+    return out
 
 
 # ------------------------------------------------------------------------------------- row typing
