@@ -155,6 +155,32 @@ def test_missing_ffmpeg_is_a_tool_error(body, monkeypatch, tmp_path):
         get_codec("vpcc").encode_frame(body, VpccConfig(**FAST), {})
 
 
+def test_a_hung_ffmpeg_is_stopped_by_the_time_limit(body, monkeypatch, tmp_path):
+    import time
+
+    fake = tmp_path / "ffmpeg-hangs"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("IMCODEC_FFMPEG", str(fake))
+    monkeypatch.setenv("IMCODEC_FFMPEG_TIMEOUT", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(ToolError, match=r"ffmpeg-hangs' timed out after 1 s .*IMCODEC_FFMPEG_TIMEOUT"):
+        get_codec("vpcc").encode_frame(body, VpccConfig(**FAST), {})
+    assert time.perf_counter() - t0 < 20
+    monkeypatch.setenv("IMCODEC_FFMPEG_TIMEOUT", "soon")
+    with pytest.raises(ToolError, match="IMCODEC_FFMPEG_TIMEOUT='soon': expected a positive number"):
+        get_codec("vpcc").encode_frame(body, VpccConfig(**FAST), {})
+
+
+def test_time_limits_grow_with_the_video_size(monkeypatch):
+    from imcodec.vpcc import video
+
+    monkeypatch.delenv("IMCODEC_FFMPEG_TIMEOUT", raising=False)
+    assert video.time_limit() == video.TIMEOUT_BASE_S
+    assert video.time_limit(2.0, video.DECODE_S_PER_MP) == video.TIMEOUT_BASE_S + 2 * video.DECODE_S_PER_MP
+    assert video.time_limit(2.0) > video.time_limit(2.0, video.DECODE_S_PER_MP)
+
+
 def test_keep_intermediate_writes_images_and_videos(body, tmp_path):
     codec = get_codec("vpcc")
     cfg = VpccConfig(keep_intermediate=str(tmp_path / "inter"), **FAST)

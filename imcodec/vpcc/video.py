@@ -24,7 +24,14 @@ import numpy as np
 from imcodec.errors import BitstreamError, ToolError
 
 ENV_VAR = "IMCODEC_FFMPEG"
-TIMEOUT_S = 600.0
+# Time limits of one ffmpeg run: a base plus so many seconds per megapixel of video (frames x width x
+# height / 1e6), about 50x (encode) and 100x (decode) what x265/ffmpeg take on a slow 2-core VM, so a
+# hung ffmpeg is stopped within a minute or two on small streams instead of hanging the pipeline.
+# $IMCODEC_FFMPEG_TIMEOUT (seconds) replaces the computed limit, e.g. on a very slow machine.
+TIMEOUT_ENV = "IMCODEC_FFMPEG_TIMEOUT"
+TIMEOUT_BASE_S = 60.0
+ENCODE_S_PER_MP = 60.0
+DECODE_S_PER_MP = 10.0
 _STDERR_TAIL = 2000
 
 # x265 rate-distortion settings added to every lossy HEVC stream, above the preset's: full RDO
@@ -77,8 +84,24 @@ class VideoSpec:
 
 # ------------------------------------------------------------------------------------ processes
 
-def run_command(cmd: list[str], stdin: bytes | None = None, error: type = ToolError) -> bytes:
-    """Run ``cmd`` feeding ``stdin``; return its stdout.
+def time_limit(megapixels: float = 0.0, per_mp: float = ENCODE_S_PER_MP) -> float:
+    """Seconds one ffmpeg run may take: $IMCODEC_FFMPEG_TIMEOUT when set (ToolError unless a positive
+    number), else ``TIMEOUT_BASE_S + per_mp * megapixels``."""
+    env = os.environ.get(TIMEOUT_ENV)
+    if env:
+        try:
+            value = float(env)
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 and value != float("inf")):
+            raise ToolError(f"${TIMEOUT_ENV}={env!r}: expected a positive number of seconds")
+        return value
+    return TIMEOUT_BASE_S + per_mp * megapixels
+
+
+def run_command(cmd: list[str], stdin: bytes | None = None, error: type = ToolError,
+                timeout: float | None = None) -> bytes:
+    """Run ``cmd`` feeding ``stdin``; return its stdout. ``timeout``: seconds (default :func:`time_limit`).
 
     A missing or unrunnable binary and a time-out raise ToolError; a non-zero exit raises ``error``
     (ToolError by default; the decoder passes BitstreamError, since there the input is to blame).
@@ -86,9 +109,10 @@ def run_command(cmd: list[str], stdin: bytes | None = None, error: type = ToolEr
     """
     binary = cmd[0]
     shown = shlex.join(cmd)
+    timeout = time_limit() if timeout is None else timeout
     try:
         proc = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=TIMEOUT_S, check=False)
+                              timeout=timeout, check=False)
     except FileNotFoundError:
         raise ToolError(f"{binary!r}: no such program (command: {shown}); install ffmpeg or point "
                         f"${ENV_VAR} at one") from None
@@ -98,8 +122,8 @@ def run_command(cmd: list[str], stdin: bytes | None = None, error: type = ToolEr
         raise ToolError(f"{binary!r}: cannot start ({exc.strerror}) (command: {shown})") from None
     except subprocess.TimeoutExpired as exc:
         tail = _tail(exc.stderr)
-        raise ToolError(f"{binary!r} timed out after {TIMEOUT_S:g} s (command: {shown}); "
-                        f"stderr: {tail}") from None
+        raise ToolError(f"{binary!r} timed out after {timeout:g} s (command: {shown}; ${TIMEOUT_ENV} "
+                        f"sets the limit); stderr: {tail}") from None
     if proc.returncode != 0:
         raise error(f"{binary!r} failed with exit code {proc.returncode} (command: {shown}); "
                     f"stderr: {_tail(proc.stderr)}")
@@ -220,7 +244,8 @@ def encode_video(frames: list[tuple[np.ndarray, ...]], spec: VideoSpec) -> bytes
         out = src.output("pipe:", format="hevc", vcodec="libx265", preset=spec.preset, tune="psnr",
                          pix_fmt=spec.pix_fmt, **{"x265-params": ":".join(params)})
     cmd = out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=binary)
-    data = run_command(cmd, frames_to_bytes(frames, spec.pix_fmt))
+    data = run_command(cmd, frames_to_bytes(frames, spec.pix_fmt),
+                       timeout=time_limit(len(frames) * width * height / 1e6, ENCODE_S_PER_MP))
     if not data:
         raise ToolError(f"{binary!r} produced an empty stream (command: {shlex.join(cmd)})")
     return data
@@ -243,7 +268,8 @@ def decode_video(data: bytes, codec: str, pix_fmt: str, width: int, height: int,
     src = ffmpeg.input("pipe:", format=fmt, threads=threads, err_detect="explode")
     out = src.output("pipe:", format="rawvideo", pix_fmt=pix_fmt)
     cmd = out.global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-xerror").compile(cmd=binary)
-    raw = run_command(cmd, data, error=BitstreamError)
+    raw = run_command(cmd, data, error=BitstreamError,
+                      timeout=time_limit(n_frames * width * height / 1e6, DECODE_S_PER_MP))
     frames = bytes_to_frames(raw, pix_fmt, width, height)
     if len(frames) != n_frames:
         raise BitstreamError(f"video sub-stream decoded to {len(frames)} frames of {width}x{height}, "
