@@ -64,6 +64,10 @@ def test_info_json(run_cli, tmp_path):
     d = json.loads(out)
     assert d["points"] == 4 and d["duplicates"] == 1 and d["bit_depth"] == 10
     assert d["bbox_max"] == [1023, 5, 7] and d["attributes"] == ["rgb (uint8)"]
+    code, out, _ = run_cli("info", tmp_path / "c.ply")  # the table shows the same, lists included
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert "1023" in rows["bbox_max"] and "rgb (uint8)" in rows["attributes"] and "4" in rows["points"]
 
 
 def test_info_sequence(run_cli, tmp_path):

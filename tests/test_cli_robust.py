@@ -310,3 +310,23 @@ def test_trailing_slash_means_a_folder(tmp_path, run_cli):
     assert run_cli("-q", "encode", src, "-o", stream)[0] == 0
     code, _, err = run_cli("-q", "decode", stream, "-o", f"{tmp_path / 'out'}/")
     assert code == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["a_0000.ply"]
+
+
+def test_damaged_stream_errors_name_the_stream(tmp_path, run_cli):
+    src = tmp_path / "a.ply"
+    write_ply(_cloud(), src)
+    stream = tmp_path / "a.imc"
+    code, _, err = run_cli("encode", src, "-o", stream)
+    assert code == 0, err
+    data = stream.read_bytes()
+    cut = tmp_path / "cut.imc"
+    cut.write_bytes(data[: len(data) - 7])
+    flipped = tmp_path / "flip.imc"
+    arr = bytearray(data)
+    arr[-3] ^= 0x40
+    flipped.write_bytes(bytes(arr))
+    for bad in (cut, flipped):
+        for args in (("info", bad), ("decode", bad, "-o", tmp_path / "o.ply")):
+            code, _, err = run_cli(*args)
+            assert code == 1 and err.startswith(f"imcodec: error: {bad}: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "o.ply").exists()

@@ -386,5 +386,6 @@ def test_damaged_streams_are_bitstream_errors(tmp_path_factory, which, where, tr
         bad = bytes(arr)
     path = tmp_path_factory.getbasetemp() / "damaged.imc"
     path.write_bytes(bad)
-    with pytest.raises(BitstreamError):
+    with pytest.raises(BitstreamError) as err:
         api.decode(path, tmp_path_factory.getbasetemp() / "damaged_out")
+    assert str(err.value).startswith(f"{path}: ")  # the message names the stream, once

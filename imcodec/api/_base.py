@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
-from imcodec.errors import UsageError
+from imcodec.errors import BitstreamError, UsageError
 
 PathLike = str | os.PathLike
 
@@ -23,3 +24,16 @@ def check_not_input(src: PathLike, dst: PathLike) -> None:
     src, dst = Path(src), Path(dst)
     if src.is_file() and dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: output would overwrite its input")
+
+
+@contextlib.contextmanager
+def stream_errors(path: PathLike):
+    """Re-raise a BitstreamError from inside the block with the stream's path in front of its message
+    (the container and codec parsers work on bytes and do not know the file)."""
+    try:
+        yield
+    except BitstreamError as exc:
+        msg = str(exc)
+        if msg.startswith(f"{path}:") or msg.startswith(f"{path} "):
+            raise
+        raise BitstreamError(f"{path}: {msg}") from exc

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from imcodec.api._base import PathLike
+from imcodec.api._base import PathLike, stream_errors
 from imcodec.api.learned import _enhancers
 from imcodec.errors import InputError, UsageError
 from imcodec.io.ply import read_ply, write_ply
@@ -66,7 +66,9 @@ def info(path: PathLike, start: int | None = None, count: int | None = None) -> 
         if start is not None or count is not None:
             raise UsageError(f"{p}: --start/--count select frames of a PLY sequence; a stream's info lists all "
                              f"its frames")
-        return stream_info(read_stream_bytes(p))
+        data = read_stream_bytes(p)
+        with stream_errors(p):
+            return stream_info(data)
     frames = resolve_frames(text, start, count)
     if len(frames) == 1 and start is None and count is None and p.is_file():
         result = cloud_info(read_ply(frames[0].path, allow_empty=True))
@@ -206,13 +208,22 @@ def decode(stream: PathLike, output: PathLike, frames: str | None = None, progre
     (``weights`` or the shipped file); ``restore`` runs learned artifact removal on each decoded frame
     (see :func:`restore`).
     """
+    from imcodec.io.bitstream import read_stream_bytes
+
+    data = read_stream_bytes(stream)
+    with stream_errors(stream):
+        return _decode_data(data, stream, output, frames, progress, denoise_depth, weights, restore,
+                            restore_weights, restore_rate)
+
+
+def _decode_data(data: bytes, stream: PathLike, output: PathLike, frames, progress, denoise_depth, weights,
+                 restore, restore_weights, restore_rate) -> dict[str, Any]:
     import time
 
     from imcodec.codecs import codec_by_id
-    from imcodec.io.bitstream import parse_stream, read_frame, read_stream_bytes
+    from imcodec.io.bitstream import parse_stream, read_frame
     from imcodec.io.files import staged_outputs
 
-    data = read_stream_bytes(stream)
     header, entries = parse_stream(data)
     codec_obj = codec_by_id(header.codec_id)
     lo, hi = parse_frame_range(frames)

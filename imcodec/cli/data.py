@@ -41,9 +41,12 @@ def info(
         for fr in result["frames"]:
             _print_table(str(fr["path"]), list(fr.items()))
     else:
-        _print_table(str(file), [(k, v) for k, v in result.items() if not isinstance(v, (list, dict))])
+        def nested(v):
+            return isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v))
+
+        _print_table(str(file), [(k, v) for k, v in result.items() if not nested(v)])
         for k, v in result.items():
-            if isinstance(v, list):
+            if isinstance(v, list) and nested(v):
                 for i, item in enumerate(v):
                     if isinstance(item, dict):
                         _print_table(f"{k}[{i}]", list(item.items()))
