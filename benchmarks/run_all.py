@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["ply_io", "metrics_vs_pc_error", "octree_vs_tmc13", "octree_color", "vpcc_rd", "vpcc_inter",
+ORDER = ["ply_io", "metrics_vs_pc_error", "octree_vs_tmc13", "octree_color", "vpcc_rd", "vpcc_inter", "vpcc_hint_designs",
          "vpcc_enhance", "upsample", "bench_scaling"]
 
 
