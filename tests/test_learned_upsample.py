@@ -219,6 +219,16 @@ def test_a_flipped_byte_inside_a_tensor_is_refused(tmp_path):
         load_upsampler(4, bad)
 
 
+def test_digest_covers_scalar_and_empty_tensors():
+    from imcodec.learned.zoo import state_digest
+
+    state = {"bn.num_batches_tracked": torch.tensor(5), "empty": torch.empty(0), "w": torch.ones(2, 3)}
+    d = state_digest(state)
+    assert d == state_digest({k: v.clone() for k, v in state.items()})
+    assert d != state_digest({**state, "bn.num_batches_tracked": torch.tensor(6)})
+    assert d != state_digest({**state, "w": torch.ones(3, 2)})  # same bytes, other shape
+
+
 def test_every_shipped_pytorch_weights_file_carries_a_matching_digest():
     from imcodec.learned.zoo import read_weights, state_digest
     from imcodec.learned.zoo_header import WEIGHTS_DIR

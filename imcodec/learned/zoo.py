@@ -57,7 +57,7 @@ def state_digest(state: dict[str, Any]) -> str:
             continue
         t = value.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # reshape: 0-dim tensors view too
     return h.hexdigest()
 
 
