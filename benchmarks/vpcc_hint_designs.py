@@ -103,11 +103,9 @@ def block_mc(seen: dict, step: int = 4, block: int = 16) -> tuple[tuple[np.ndarr
     cur, prev = seen["cur"], seen["prev"]
     ref = seen["decoded"][0]  # frame 1's decoded T0 (Y, U, V)
     t0 = time.perf_counter()
-    k = len(cur.ys)
     sel = np.flatnonzero((cur.slot == 0) & (cur.ys % step == 0) & (cur.xs % step == 0))
     sub = DecodedFrame(cur.points[sel], None, cur.ys[sel], cur.xs[sel], cur.slot[sel], cur.plane[sel],
                        cur.width, cur.height)
-    assert len(sel) <= k
     idx, dist = correspond(sub, prev, workers=2)
     hints = block_hints(sub, prev, idx, dist, block)
     planes = []

@@ -41,15 +41,14 @@ def info(
         for fr in result["frames"]:
             _print_table(str(fr["path"]), list(fr.items()))
     else:
-        def nested(v):
-            return isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v))
-
-        _print_table(str(file), [(k, v) for k, v in result.items() if not nested(v)])
+        # scalars and plain lists in one table; dicts left out; each dict of a list (a stream's frames) in its own
+        rows = [(k, v) for k, v in result.items() if not isinstance(v, dict)
+                and not (isinstance(v, list) and any(isinstance(x, dict) for x in v))]
+        _print_table(str(file), rows)
         for k, v in result.items():
-            if isinstance(v, list) and nested(v):
-                for i, item in enumerate(v):
-                    if isinstance(item, dict):
-                        _print_table(f"{k}[{i}]", list(item.items()))
+            for i, item in enumerate(v if isinstance(v, list) else []):
+                if isinstance(item, dict):
+                    _print_table(f"{k}[{i}]", list(item.items()))
 
 
 @app.command()

@@ -92,8 +92,8 @@ def time_limit(megapixels: float = 0.0, per_mp: float = ENCODE_S_PER_MP) -> floa
         try:
             value = float(env)
         except ValueError:
-            value = float("nan")
-        if not (value > 0 and value != float("inf")):
+            value = 0.0
+        if not 0 < value < float("inf"):  # also refuses nan
             raise ToolError(f"${TIMEOUT_ENV}={env!r}: expected a positive number of seconds")
         return value
     return TIMEOUT_BASE_S + per_mp * megapixels
