@@ -219,6 +219,32 @@ def test_a_flipped_byte_inside_a_tensor_is_refused(tmp_path):
         load_upsampler(4, bad)
 
 
+def test_a_damaged_training_checkpoint_is_refused_on_resume(tmp_path):
+    from imcodec.learned.train import open_checkpoint, save_checkpoint
+
+    model = tiny_model(4, seed=3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    cfg = {"epochs": 2, "channels": [4, 8]}
+    state = {"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 1, "history": [{"loss": 0.5}],
+             "rng": np.random.default_rng(1).bit_generator.state, "torch_rng": torch.get_rng_state(),
+             "train_config": cfg}
+    ck = tmp_path / "ck"
+    path, _ = open_checkpoint(ck, False, cfg)
+    save_checkpoint(path, state)
+    _, back = open_checkpoint(ck, True, cfg)
+    assert back["epoch"] == 1 and "digest" not in back
+    for k, v in model.state_dict().items():
+        assert torch.equal(back["model"][k], v), k
+    data = bytearray(path.read_bytes())
+    data[_tensor_offset(bytes(data)) + 5] ^= 0x10
+    path.write_bytes(bytes(data))
+    torch.load(path, weights_only=False)  # torch itself loads it
+    with pytest.raises(InputError, match=r"last\.pt: checkpoint is damaged"):
+        open_checkpoint(ck, True, cfg)
+    torch.save(state, path)  # a checkpoint from before digests resumes unchecked
+    assert open_checkpoint(ck, True, cfg)[1]["epoch"] == 1
+
+
 def test_digest_covers_scalar_and_empty_tensors():
     from imcodec.learned.zoo import state_digest
 

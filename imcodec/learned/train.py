@@ -185,18 +185,57 @@ def open_checkpoint(checkpoint_dir: str | Path | None, resume: bool, train_confi
                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if not isinstance(state, dict) or "train_config" not in state:
         raise InputError(f"{ckpt}: not a training checkpoint (no training settings in it; a weights file?)")
+    digest = state.pop("digest", None)  # checkpoints from before digests load unchecked
+    if digest is not None and digest != checkpoint_digest(state):
+        raise InputError(f"{ckpt}: checkpoint is damaged (its contents do not match the digest saved with them)")
     if state["train_config"] != train_config:
         raise UsageError(f"{ckpt}: checkpoint was made with other training settings; "
                          f"use the same flags or another --checkpoint-dir")
     return ckpt, state
 
 
+def checkpoint_digest(obj: Any) -> str:
+    """SHA-256 (hex) of a training state: nested dicts, lists and tuples of tensors, arrays and plain
+    values; tensors and arrays by dtype, shape and bytes. torch's zip reader checks no CRCs, so a
+    flipped byte inside a tensor would otherwise resume silently."""
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            h.update(b"{")
+            for key in sorted(x, key=repr):
+                h.update(f"{key!r}:".encode())
+                walk(x[key])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[" if isinstance(x, list) else b"(")
+            for item in x:
+                walk(item)
+            h.update(b"]")
+        elif torch.is_tensor(x):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, np.ndarray):
+            a = np.ascontiguousarray(x)
+            h.update(f"A{a.dtype.str}{a.shape};".encode())
+            h.update(a.tobytes())
+        else:
+            h.update(f"{x!r};".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
 def save_checkpoint(ckpt: Path, state: dict) -> None:
-    """Write a training state to ``ckpt`` atomically (torch.save format)."""
+    """Write a training state to ``ckpt`` atomically (torch.save format), with its
+    :func:`checkpoint_digest`, which :func:`open_checkpoint` checks."""
     from imcodec.io.files import write_bytes_atomic
 
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save({**state, "digest": checkpoint_digest(state)}, buf)
     write_bytes_atomic(ckpt, buf.getvalue())
 
 
