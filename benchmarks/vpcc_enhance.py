@@ -9,7 +9,10 @@ default the shipped CNN; columns ``*_peer``) and the plain decoder followed by a
 the LUT-denoised cloud restored to the source's voxel count (what ``decode --denoise-depth --restore``
 does; columns ``*_denoised_restored``). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
 pc_error conventions); rate = stream bytes x 8 / input points. Decode times are wall seconds of
-the V-PCC decoder (video decoding included) with 2 threads, best of ``--repeat``.
+the V-PCC decoder (video decoding included) with 2 threads, best of ``--repeat``. At the restore rates,
+``restore_first_layer_s`` times the restore network's first convolution alone over the decoded frame
+(kernel map and 1 -> 8 channels): the plain decoder plus that one layer, ``decode_ratio_first_layer``,
+bounds from below what any restore with this network can cost.
 
 Targets (issue #9): D1 BD-rate with --denoise-depth vs without <= -8% over r1..r5; restore D1
 gain >= +1.0 dB at r1 and r2 and >= 0 at r5; decode time with either tool <= 2x the plain decoder's.
@@ -47,6 +50,25 @@ def timed(fn, repeat: int):
         out = fn()
         best = min(best, time.perf_counter() - t)
     return best, out
+
+
+def first_layer_s(model, cloud, repeat: int) -> float:
+    """Seconds for the restore network's first convolution alone (3x3x3, 1 -> 8 channels, kernel map
+    included) over the whole decoded frame, 2 threads, best of ``repeat``: a floor under any restore
+    with this network, which runs about 20 such layers plus the candidate classifier."""
+    import numpy as np
+    import torch
+
+    from imcodec.learned.sparse import sparse_tensor
+
+    coords = torch.from_numpy(np.unique(np.rint(cloud.points).astype(np.int64), axis=0))
+
+    def run():
+        with torch.no_grad():
+            return model.stem(sparse_tensor(coords, torch.ones(len(coords), 1)))
+
+    torch.set_num_threads(2)
+    return timed(run, repeat)[0]
 
 
 def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weights=None, peer=None) -> dict:
@@ -93,6 +115,9 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
             row.update({"d1_psnr_restored": d1(ref, rest), "points_out_restored": len(rest),
                         "restore_s": round(t_rs, 3), "keep_ratio": info["keep_ratio"],
                         "decode_ratio_restored": round((t_plain + t_rs) / t_plain, 2)})
+            t_floor = first_layer_s(model, plain, repeat)
+            row.update({"restore_first_layer_s": round(t_floor, 4),
+                        "decode_ratio_first_layer": round((t_plain + t_floor) / t_plain, 2)})
             row["d1_gain_restored"] = row["d1_psnr_restored"] - row["d1_psnr"]
             # the decoder's --denoise-depth --restore: restore keeps the source's voxel count
             both = restore_cloud(model, info, den, rate, threads=2, keep=source_points(frame.components))
@@ -126,6 +151,8 @@ def summarise(frame: dict) -> dict:
                                         if "d1_gain_denoised_restored" in v}
         s["max_decode_ratio_restored"] = max(v["decode_ratio_restored"] for v in frame["rates"].values()
                                              if "decode_ratio_restored" in v)
+        s["min_decode_ratio_first_layer"] = min(v["decode_ratio_first_layer"] for v in frame["rates"].values()
+                                                if "decode_ratio_first_layer" in v)
     return s
 
 

@@ -315,6 +315,19 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     assert load_restorer("r2", tmp_path / "r.pt")[1]["rate"] == "r2"
     with pytest.raises(InputError, match="r2"):
         load_restorer("r1", tmp_path / "r.pt")
+    # fine-tuning from those weights: training starts from them (the first step's loss shows it)
+    fine = ("train", "restore", "--data", tmp_path / "train.ply", "--no-synth", "--rate", "r2", "--epochs", "1",
+            "--steps-per-epoch", "1", "--batch-size", "1", "--crop", "16", "--lr", "1e-9", "--cache-dir",
+            tmp_path / "cache", "--json")
+    code, out, err = run_cli(*fine, "--init", tmp_path / "r.pt", "-o", tmp_path / "r_ft.pt")
+    assert code == 0, err
+    before, after = load_restorer("r2", tmp_path / "r.pt")[0], load_restorer("r2", tmp_path / "r_ft.pt")[0]
+    for (k, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
+        if a.is_floating_point():  # lr 1e-9: one step moves nothing measurably
+            assert torch.allclose(a, b, atol=1e-5), k
+    code, out, err = run_cli(*fine, "--init", tmp_path / "lut.npz", "-o", tmp_path / "r_bad.pt")
+    assert code != 0 and "lut.npz" in err and not (tmp_path / "r_bad.pt").exists()
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_restore_after_the_denoiser_keeps_the_source_voxel_count(vpcc_stream, restore_file):

@@ -169,9 +169,10 @@ def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_
                   synth_shapes: tuple[str, ...] = ("body", "torus"), rates: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5"),
                   cache_dir: PathLike | None = None, checkpoint_dir: PathLike | None = None,
                   resume: bool = False, threads: int | None = 1, command: str | None = None,
-                  on_pairs=None, on_step=None) -> dict[str, Any]:
+                  on_pairs=None, on_step=None, init: PathLike | None = None) -> dict[str, Any]:
     """Train the artifact-removal network on frames V-PCC coded at ``rates`` (one rate: a model for
-    that rate, several: rate "all"); write a weights file (see imcodec.learned.train_restore)."""
+    that rate, several: rate "all"); write a weights file (see imcodec.learned.train_restore).
+    ``init``: restore weights to start from (fine-tuning); checked before any pair is made."""
     import torch
 
     from imcodec.io.files import write_bytes_atomic
@@ -181,10 +182,14 @@ def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_
 
     out = _training_output(output, lr=lr, threads=threads, resume=resume, checkpoint_dir=checkpoint_dir)
     _check_rates(rates)
+    if init is not None:
+        from imcodec.learned.restore import load_restorer
+
+        load_restorer(None, init)  # a missing or wrong file fails now, not after the pairs are coded
     clouds = training_clouds(list(data), tuple(synth_shapes), seed)
     pairs = load_pairs(clouds, tuple(rates), cache_dir, threads=2, progress=on_pairs)
     cfg = RestoreTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
-                             lr=lr, seed=seed)
+                             lr=lr, seed=seed, init=None if init is None else str(init))
     model, summary = train_restorer(cfg, pairs, checkpoint_dir, resume, on_step, threads)
     meta = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
             "train_config": summary["train_config"], "history": summary["history"],

@@ -211,6 +211,7 @@ def train_restore(
     checkpoint_dir: CheckpointDirOpt = None,
     resume: ResumeOpt = False,
     threads: TrainThreadsOpt = 1,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Restore weights to start from (fine-tuning, e.g. one rate from the all-rate model).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train the sparse-conv artifact-removal network on frames V-PCC coded at r1..r5."""
@@ -222,7 +223,7 @@ def train_restore(
         data or [], output, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop, lr=lr,
         seed=seed, synth_shapes=() if no_synth else ("body", "torus"), rates=rates, cache_dir=cache_dir,
         checkpoint_dir=checkpoint_dir, resume=resume, threads=threads, command=command,
-        on_pairs=on_pairs, on_step=on_step))
+        on_pairs=on_pairs, on_step=on_step, init=init))
     _emit(result, "train restore", json_out)
 
 

@@ -48,6 +48,7 @@ class RestoreTrainConfig:
     channels: tuple[int, ...] = (8, 16, 24, 32)
     head_channels: int = 8
     head_convs: int = 1
+    init: str | None = None  # restore weights file to start from (fine-tuning, e.g. for one rate)
 
 
 def keep_ratios(pairs: list) -> dict[str, float]:
@@ -156,7 +157,19 @@ def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | P
     rng = np.random.default_rng(cfg.seed)
     val_rng = np.random.default_rng(cfg.seed + 1_000_003)
     val = [sample_crop(val_rng, pairs[i % len(pairs)], cfg.crop) for i in range(cfg.val_crops)]
-    model = build_model(restore_config(tuple(cfg.channels), cfg.head_channels, cfg.head_convs))
+    if cfg.init:
+        from imcodec.learned.restore import load_restorer
+
+        model = load_restorer(None, cfg.init)[0]
+        want = restore_config(tuple(cfg.channels), cfg.head_channels, cfg.head_convs)
+        if model.config != want:
+            raise UsageError(f"{cfg.init}: its network (channels {list(model.config.channels)}, head "
+                             f"{model.config.head_channels} x {model.config.head_convs}) differs from the training "
+                             f"configuration's (channels {list(want.channels)}, head {want.head_channels} x "
+                             f"{want.head_convs})")
+        model.train()
+    else:
+        model = build_model(restore_config(tuple(cfg.channels), cfg.head_channels, cfg.head_convs))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history, elapsed = 0, [], 0.0
     ckpt, state = open_checkpoint(checkpoint_dir, resume, _cfg_dict(cfg))
@@ -205,4 +218,6 @@ def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | P
 
 def _cfg_dict(cfg: RestoreTrainConfig) -> dict:
     d = asdict(cfg)
+    if d["init"] is None:  # as before --init existed: older checkpoints still resume
+        del d["init"]
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
