@@ -6,7 +6,7 @@ decoded four ways: the plain decoder, the decoder with the depth denoiser (``--d
 shipped weights: the look-up-table denoiser), the decoder with the peer denoiser (``--peer-denoiser``,
 default the shipped CNN; columns ``*_peer``) and the plain decoder followed by artifact removal
 (``imcodec restore``, shipped all-rate weights, with the rate's keep ratio); at the restore rates also
-the LUT-denoised cloud restored to the source's voxel count (what ``decode --denoise-depth --restore``
+the LUT-denoised cloud restored with the same keep ratio (what ``decode --denoise-depth --restore``
 does; columns ``*_denoised_restored``). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
 pc_error conventions); rate = stream bytes x 8 / input points. Decode times are wall seconds of
 the V-PCC decoder (video decoding included) with 2 threads, best of ``--repeat``. At the restore rates,
@@ -80,7 +80,7 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
     from imcodec.types import PointCloud
     from imcodec.vpcc.codec import decode_components
     from imcodec.vpcc.config import StreamParams, config_from_options
-    from imcodec.vpcc.encoder import encode_cloud, source_points
+    from imcodec.vpcc.encoder import encode_cloud
 
     src = read_ply(path)
     ref = PointCloud(src.points, None)
@@ -119,8 +119,8 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
             row.update({"restore_first_layer_s": round(t_floor, 4),
                         "decode_ratio_first_layer": round((t_plain + t_floor) / t_plain, 2)})
             row["d1_gain_restored"] = row["d1_psnr_restored"] - row["d1_psnr"]
-            # the decoder's --denoise-depth --restore: restore keeps the source's voxel count
-            both = restore_cloud(model, info, den, rate, threads=2, keep=source_points(frame.components))
+            # the decoder's --denoise-depth --restore: restore with the rate's keep ratio on the denoised cloud
+            both = restore_cloud(model, info, den, rate, threads=2)
             row.update({"d1_psnr_denoised_restored": d1(ref, both), "points_out_denoised_restored": len(both)})
             row["d1_gain_denoised_restored"] = row["d1_psnr_denoised_restored"] - row["d1_psnr"]
         out["rates"][rate] = row

@@ -62,7 +62,7 @@ def keep_ratios(pairs: list) -> dict[str, float]:
     return out
 
 
-TUNE_RATIOS = (0.85, 0.88, 0.92, 0.95, 0.98, 1.0, 1.02, 1.05, 1.08, 1.12)
+TUNE_RATIOS = (0.85, 0.88, 0.92, 0.95, 0.98, 1.0, 1.02, 1.05, 1.08, 1.12, 1.16, 1.2, 1.25)
 TUNE_SLAB = 120
 
 
