@@ -315,7 +315,7 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     assert load_restorer("r2", tmp_path / "r.pt")[1]["rate"] == "r2"
     with pytest.raises(InputError, match="r2"):
         load_restorer("r1", tmp_path / "r.pt")
-    # fine-tuning from those weights: training starts from them (the first step's loss shows it)
+    # fine-tuning from those weights: at a vanishing learning rate the result equals them
     fine = ("train", "restore", "--data", tmp_path / "train.ply", "--no-synth", "--rate", "r2", "--epochs", "1",
             "--steps-per-epoch", "1", "--batch-size", "1", "--crop", "16", "--lr", "1e-9", "--cache-dir",
             tmp_path / "cache", "--json")

@@ -264,7 +264,7 @@ def _decode_data(data: bytes, stream: PathLike, output: PathLike, frames, progre
                                      f"says {entries[i].points}")
             if post is not None:
                 t0 = time.perf_counter()
-                cloud = post(cloud, components)
+                cloud = post(cloud)
                 seconds += time.perf_counter() - t0
             name = f"{stem}_{entries[i].number:04d}.ply"
             write_ply(cloud, stage if as_file else stage / name)

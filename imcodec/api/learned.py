@@ -232,7 +232,7 @@ def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restor
                restore_rate):
     """Set up the decoder-side learned tools of :func:`decode`: puts the depth denoiser into the codec
     state (V-PCC only, UsageError otherwise); returns the per-frame restore step
-    ``post(cloud, components) -> cloud`` or None.
+    ``post(cloud) -> cloud`` or None.
 
     Restore keeps the weights' keep ratio x the decoded voxels, after the depth denoiser too. (With
     the first restore weights, which were tuned to drop points, the denoised cloud was cut to the
@@ -259,9 +259,7 @@ def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restor
 
     model, info = load_restorer(restore_rate, restore_weights)
 
-    def post(cloud, components: dict[str, bytes]):
-        return restore_cloud(model, info, cloud, restore_rate)
-    return post
+    return lambda cloud: restore_cloud(model, info, cloud, restore_rate)
 
 
 def _training_output(output: PathLike, lr: float | None = None, threads: int | None = None,

@@ -200,6 +200,8 @@ def checkpoint_digest(obj: Any) -> str:
     flipped byte inside a tensor would otherwise resume silently."""
     import hashlib
 
+    from imcodec.learned.zoo import tensor_bytes
+
     h = hashlib.sha256()
 
     def walk(x: Any) -> None:
@@ -215,9 +217,8 @@ def checkpoint_digest(obj: Any) -> str:
                 walk(item)
             h.update(b"]")
         elif torch.is_tensor(x):
-            t = x.detach().cpu().contiguous()
-            h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            h.update(f"T{x.dtype}{tuple(x.shape)};".encode())
+            h.update(tensor_bytes(x))
         elif isinstance(x, np.ndarray):
             a = np.ascontiguousarray(x)
             h.update(f"A{a.dtype.str}{a.shape};".encode())

@@ -157,11 +157,11 @@ def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | P
     rng = np.random.default_rng(cfg.seed)
     val_rng = np.random.default_rng(cfg.seed + 1_000_003)
     val = [sample_crop(val_rng, pairs[i % len(pairs)], cfg.crop) for i in range(cfg.val_crops)]
+    want = restore_config(tuple(cfg.channels), cfg.head_channels, cfg.head_convs)
     if cfg.init:
         from imcodec.learned.restore import load_restorer
 
         model = load_restorer(None, cfg.init)[0]
-        want = restore_config(tuple(cfg.channels), cfg.head_channels, cfg.head_convs)
         if model.config != want:
             raise UsageError(f"{cfg.init}: its network (channels {list(model.config.channels)}, head "
                              f"{model.config.head_channels} x {model.config.head_convs}) differs from the training "
@@ -169,7 +169,7 @@ def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | P
                              f"{want.head_convs})")
         model.train()
     else:
-        model = build_model(restore_config(tuple(cfg.channels), cfg.head_channels, cfg.head_convs))
+        model = build_model(want)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history, elapsed = 0, [], 0.0
     ckpt, state = open_checkpoint(checkpoint_dir, resume, _cfg_dict(cfg))

@@ -55,10 +55,14 @@ def state_digest(state: dict[str, Any]) -> str:
         if not torch.is_tensor(value):
             h.update(f"{name}={value!r};".encode())
             continue
-        t = value.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # reshape: 0-dim tensors view too
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        h.update(tensor_bytes(value))
     return h.hexdigest()
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """A tensor's raw bytes (on the CPU, contiguous), for digests."""
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()  # reshape: 0-dim too
 
 
 def payload_bytes(payload: dict[str, Any]) -> bytes:
