@@ -7,7 +7,8 @@ shipped weights: the look-up-table denoiser), the decoder with the peer denoiser
 default the shipped CNN; columns ``*_peer``) and the plain decoder followed by artifact removal
 (``imcodec restore``, shipped all-rate weights, with the rate's keep ratio); at the restore rates also
 the LUT-denoised cloud restored with the same keep ratio (what ``decode --denoise-depth --restore``
-does; columns ``*_denoised_restored``). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
+does; columns ``*_denoised_restored``), and both again with the ratio ``encode --restore-hint``
+would send (``hint_ratio``, found against the source in ``hint_s``; columns ``*_hinted``). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
 pc_error conventions); rate = stream bytes x 8 / input points. Decode times are wall seconds of
 the V-PCC decoder (video decoding included) with 2 threads, best of ``--repeat``. At the restore rates,
 ``restore_first_layer_s`` times the restore network's first convolution alone over the decoded frame
@@ -76,7 +77,7 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
 
     from imcodec.io.ply import read_ply
     from imcodec.learned.denoiser import DepthDenoiser
-    from imcodec.learned.restore import load_restorer, restore_cloud
+    from imcodec.learned.restore import best_keep_ratio, load_restorer, restore_cloud
     from imcodec.types import PointCloud
     from imcodec.vpcc.codec import decode_components
     from imcodec.vpcc.config import StreamParams, config_from_options
@@ -123,6 +124,15 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
             both = restore_cloud(model, info, den, rate, threads=2)
             row.update({"d1_psnr_denoised_restored": d1(ref, both), "points_out_denoised_restored": len(both)})
             row["d1_gain_denoised_restored"] = row["d1_psnr_denoised_restored"] - row["d1_psnr"]
+            # encode --restore-hint: the encoder's best ratio for this frame, used by both decoder paths
+            t0 = time.perf_counter()
+            hint = best_keep_ratio(model, plain.points, ref.points)["ratio"]
+            t_hint = time.perf_counter() - t0
+            hinted = restore_cloud(model, info, plain, rate, threads=2, ratio=hint)
+            both_h = restore_cloud(model, info, den, rate, threads=2, ratio=hint)
+            row.update({"hint_ratio": hint, "hint_s": round(t_hint, 2),
+                        "d1_gain_restored_hinted": d1(ref, hinted) - row["d1_psnr"],
+                        "d1_gain_denoised_restored_hinted": d1(ref, both_h) - row["d1_psnr"]})
         out["rates"][rate] = row
         print(f"{path.name} {rate}: {row['bpp']:.4f} bpp, D1 {row['d1_psnr']:.3f} -> denoised "
               f"{row['d1_psnr_denoised']:.3f} ({row['d1_gain_denoised']:+.3f} dB), decode {t_plain:.3f} s -> "
@@ -149,6 +159,11 @@ def summarise(frame: dict) -> dict:
         s["restore_gain_db"] = gains
         s["denoise_restore_gain_db"] = {k: v["d1_gain_denoised_restored"] for k, v in frame["rates"].items()
                                         if "d1_gain_denoised_restored" in v}
+        s["restore_gain_hinted_db"] = {k: v["d1_gain_restored_hinted"] for k, v in frame["rates"].items()
+                                       if "d1_gain_restored_hinted" in v}
+        s["denoise_restore_gain_hinted_db"] = {k: v["d1_gain_denoised_restored_hinted"]
+                                               for k, v in frame["rates"].items()
+                                               if "d1_gain_denoised_restored_hinted" in v}
         s["max_decode_ratio_restored"] = max(v["decode_ratio_restored"] for v in frame["rates"].values()
                                              if "decode_ratio_restored" in v)
         s["min_decode_ratio_first_layer"] = min(v["decode_ratio_first_layer"] for v in frame["rates"].values()

@@ -14,7 +14,9 @@ from imcodec.learned.models import build_model
 from imcodec.learned.restore import load_restorer, restore_config, restore_points
 from imcodec.learned.restore import weights_bytes as restore_bytes
 from imcodec.learned.train_denoise import DenoiseTrainConfig, masked_mse, sample_batch, train_denoiser
+from imcodec.metrics.psnr import compute_metrics
 from imcodec.synth import make_cloud
+from imcodec.types import PointCloud
 
 
 def _perturbed_denoiser(seed: int = 0) -> DualDenoiser:
@@ -328,6 +330,20 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
     code, out, err = run_cli(*fine, "--init", tmp_path / "lut.npz", "-o", tmp_path / "r_bad.pt")
     assert code != 0 and "lut.npz" in err and not (tmp_path / "r_bad.pt").exists()
     assert len(err.strip().splitlines()) == 1
+    # --epochs 0: the same weights, keep ratio tuned again (a listed ratio), the training record kept
+    retune = ("train", "restore", "--data", tmp_path / "train.ply", "--no-synth", "--rate", "r2", "--epochs", "0",
+              "--cache-dir", tmp_path / "cache", "--json")
+    code, out, err = run_cli(*retune, "--init", tmp_path / "r.pt", "-o", tmp_path / "r_rt.pt")
+    assert code == 0, err
+    from imcodec.learned.train_restore import TUNE_RATIOS
+
+    (m0, i0), (m1, i1) = load_restorer("r2", tmp_path / "r.pt"), load_restorer("r2", tmp_path / "r_rt.pt")
+    assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m1.state_dict().values()))
+    assert i1["keep_ratio"] in TUNE_RATIOS and i1["meta"]["keep_ratio"]["r2"] == i1["keep_ratio"]
+    assert i1["meta"]["history"] == i0["meta"]["history"] and i1["meta"]["retune"]["rates"] == ["r2"]
+    assert i1["meta"]["retune"]["keep_ratio_before"] == i0["meta"]["keep_ratio"]
+    code, out, err = run_cli(*retune, "-o", tmp_path / "r_rt2.pt")
+    assert code == 2 and "--init" in err and not (tmp_path / "r_rt2.pt").exists()
 
 
 def test_restore_after_the_denoiser_keeps_the_ratio_of_the_denoised_voxels(vpcc_stream, restore_file):
@@ -346,6 +362,107 @@ def test_restore_after_the_denoiser_keeps_the_ratio_of_the_denoised_voxels(vpcc_
     api.decode(d / "body.imc", d / "rs2.ply", restore=True, restore_rate="r1", restore_weights=restore_file)
     assert count("rs2.ply") == round(0.9 * count("pl2.ply"))
     assert count("dn2.ply") != count("pl2.ply")  # not trivially the same rule
+
+
+def test_restore_without_a_rate_uses_the_streams_rate(vpcc_stream, tmp_path):
+    """decode --restore without --restore-rate takes the rate from the V-PCC stream's geometry QP
+    (r1 here: ratio 0.9); a QP of no CTC rate, or an octree stream, gets the all-rate ratio (1.1)."""
+    from imcodec import api
+    from imcodec.api.learned import stream_rate
+    from imcodec.io.bitstream import parse_stream
+    from imcodec.io.ply import read_ply
+
+    torch.manual_seed(1)
+    model = build_model(restore_config((4, 8), head_channels=4, head_convs=0))
+    w = tmp_path / "rs_all.pt"
+    w.write_bytes(restore_bytes(model, "all", {"r1": 0.9, "r2": 1.02, "all": 1.1}))
+    d = vpcc_stream
+    count = lambda p: len(np.unique(read_ply(p).points, axis=0))
+    api.encode(d / "body.ply", tmp_path / "q30.imc", codec="vpcc", options={"geometry_qp": 30, "threads": 1})
+    for stream, rate, ratio in ((d / "body.imc", "r1", 0.9), (tmp_path / "q30.imc", None, 1.1),
+                                (d / "body_oct.imc", None, 1.1)):
+        assert stream_rate(parse_stream(stream.read_bytes())[0]) == rate
+        api.decode(stream, tmp_path / "pl.ply")
+        api.decode(stream, tmp_path / "rs.ply", restore=True, restore_weights=w)
+        assert count(tmp_path / "rs.ply") == round(ratio * count(tmp_path / "pl.ply")), stream.name
+    w2 = tmp_path / "rs_r2.pt"  # a per-rate model for another rate than the stream's: refused
+    w2.write_bytes(restore_bytes(model, "r2", {"r2": 1.0}))
+    with pytest.raises(InputError, match="r2"):
+        api.decode(d / "body.imc", tmp_path / "x.ply", restore=True, restore_weights=w2)
+
+
+def test_restore_hint_is_the_encoders_best_ratio_and_the_decoder_uses_it(vpcc_stream, restore_file, tmp_path):
+    """encode --restore-hint: each frame carries a per-mille keep ratio at least as good (D1 against the
+    source, computed here with pc_error's metrics) as every ratio 0.05 apart in 0.9..1.3 and as the
+    weights' own; decode --restore keeps that ratio of the voxels (after the denoiser, the weights' ratio)."""
+    from imcodec import api
+    from imcodec.io.bitstream import parse_stream, read_frame
+    from imcodec.io.ply import read_ply
+    from imcodec.learned.restore import RATIO_COMPONENT, hinted_ratio
+
+    d = vpcc_stream
+    res = api.encode(d / "body.ply", tmp_path / "h.imc", codec="vpcc", options={"rate": "r1", "threads": 1},
+                     restore_hint=True, restore_weights=restore_file)
+    assert res["components"][RATIO_COMPONENT] == 2 and res["hint_seconds"] > 0
+    data = (tmp_path / "h.imc").read_bytes()
+    _, entries = parse_stream(data)
+    comps = read_frame(data, entries[0])
+    ratio = hinted_ratio(comps)
+    assert ratio == round(ratio, 3) and 0.9 <= ratio <= 1.3
+    assert {k: v for k, v in comps.items() if k != RATIO_COMPONENT} == read_frame(
+        (d / "body.imc").read_bytes(), parse_stream((d / "body.imc").read_bytes())[1][0])  # nothing else changed
+    src = read_ply(d / "body.ply").points
+    api.decode(tmp_path / "h.imc", tmp_path / "pl.ply")
+    dec = np.unique(read_ply(tmp_path / "pl.ply").points, axis=0)
+    ref = PointCloud(np.unique(src, axis=0), None)
+    d1 = lambda p: compute_metrics(ref, PointCloud(p.astype(np.float64), None), 1023.0)["d1_psnr"]
+    model, _ = load_restorer("r1", restore_file)
+    got = d1(restore_points(model, dec, ratio))
+    for r in [0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3]:
+        assert got >= d1(restore_points(model, dec, r)) - 1e-9, r
+    assert ratio != 0.9  # (seeded) so the decodes below tell the hint from the weights' ratio
+    api.decode(tmp_path / "h.imc", tmp_path / "rs.ply", restore=True, restore_weights=restore_file)
+    assert len(read_ply(tmp_path / "rs.ply").points) == round(ratio * len(dec))
+    api.decode(tmp_path / "h.imc", tmp_path / "dn.ply", denoise_depth=True)
+    api.decode(tmp_path / "h.imc", tmp_path / "dr.ply", denoise_depth=True, restore=True, restore_weights=restore_file)
+    n_dn = len(np.unique(read_ply(tmp_path / "dn.ply").points, axis=0))
+    assert len(read_ply(tmp_path / "dr.ply").points) == round(0.9 * n_dn)  # the weights' ratio there
+    # refused before any coding
+    with pytest.raises(UsageError, match="V-PCC"):
+        api.encode(d / "body.ply", tmp_path / "o.imc", codec="octree", restore_hint=True)
+    with pytest.raises(UsageError, match="lossless"):
+        api.encode(d / "body.ply", tmp_path / "o.imc", codec="vpcc", options={"lossless": True}, restore_hint=True)
+    with pytest.raises(UsageError, match="--restore-hint"):
+        api.encode(d / "body.ply", tmp_path / "o.imc", codec="vpcc", restore_weights=restore_file)
+    assert not (tmp_path / "o.imc").exists()
+
+
+def test_cli_restore_hint_flags(vpcc_stream, restore_file, run_cli, tmp_path):
+    d = vpcc_stream
+    import json
+
+    hint = ("encode", d / "body.ply", "-o", tmp_path / "h.imc", "--codec", "vpcc", "--restore-hint",
+            "--restore-weights", restore_file, "--json")
+    code, out, err = run_cli(*hint, "--rate", "r2")  # weights trained for r1: refused before coding
+    assert code != 0 and "r1, not r2" in err and not (tmp_path / "h.imc").exists()
+    code, out, err = run_cli(*hint, "--rate", "r1")
+    assert code == 0, err
+    assert json.loads(out)["components"]["restore_ratio"] == 2
+    code, out, err = run_cli("encode", d / "body.ply", "-o", tmp_path / "o.imc", "--restore-hint")
+    assert code == 2 and "V-PCC" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.imc").exists()
+
+
+def test_damaged_restore_hint_is_a_bitstream_error():
+    from imcodec.errors import BitstreamError
+    from imcodec.learned.restore import hinted_ratio, ratio_bytes
+
+    assert hinted_ratio({}) is None and hinted_ratio({"restore_ratio": ratio_bytes(1.085)}) == 1.085
+    for bad in (b"", b"\x04", b"\x04\x3d\x00", (499).to_bytes(2, "big"), (2001).to_bytes(2, "big")):
+        with pytest.raises(BitstreamError, match="restore ratio"):
+            hinted_ratio({"restore_ratio": bad})
+    with pytest.raises(UsageError):
+        ratio_bytes(3.0)
 
 
 def test_damaged_source_count_is_a_bitstream_error():
@@ -374,6 +491,15 @@ def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):
     assert set(tuned["keep_ratio"]) == {"r1", "r5", "all"}
     assert all(r in TUNE_RATIOS for r in tuned["keep_ratio"].values())
     assert len(tuned["gains"]["r1"]) == len(TUNE_RATIOS)
+    # each gain is the whole cloud's D1 gain of restore at that ratio (pc_error metrics, normals estimated)
+    ref = PointCloud(org.astype(np.float64), None)
+    dec = np.unique(pairs[0].decoded, axis=0)
+    d1 = lambda p: compute_metrics(ref, PointCloud(p.astype(np.float64), None), 1023.0)["d1_psnr"]
+    for i in (0, TUNE_RATIOS.index(1.05), len(TUNE_RATIOS) - 1):
+        out = restore_points(model, dec, TUNE_RATIOS[i])
+        assert tuned["gains"]["r1"][i] == pytest.approx(d1(out) - d1(dec), abs=1e-4)
+    best = tuned["keep_ratio"]["r1"]
+    assert tuned["gains"]["r1"][TUNE_RATIOS.index(best)] == max(tuned["gains"]["r1"])
     counts = keep_ratios(pairs)  # original / unique decoded voxels
     assert counts["r1"] == pytest.approx(len(org) / len(np.unique(pairs[0].decoded, axis=0)))
 

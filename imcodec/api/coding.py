@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from imcodec.api._base import PathLike, stream_errors
-from imcodec.api.learned import _enhancers
+from imcodec.api.learned import _enhancers, restore_hinter
 from imcodec.errors import InputError, UsageError
 from imcodec.io.ply import read_ply, write_ply
 from imcodec.io.sequence import resolve_frames
@@ -92,7 +92,8 @@ def _is_stream(path: Path) -> bool:
 # ---------------------------------------------------------------------------------- encode/decode
 
 def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict[str, Any] | None = None,
-           start: int | None = None, count: int | None = None, progress=None) -> dict[str, Any]:
+           start: int | None = None, count: int | None = None, progress=None, restore_hint: bool = False,
+           restore_weights: PathLike | None = None) -> dict[str, Any]:
     """Encode a PLY or a sequence (directory, glob, %04d pattern) into one .imc stream.
 
     ``options`` go to the codec's ``make_config`` (e.g. ``lossless``, ``scale``, ``attr_qp``; None
@@ -101,6 +102,10 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
     bit depth agreement (InputError naming the file before any coding). ``progress(done, total)`` is
     called after each frame. Returns bytes, points, bpp (bits per input point), components (bytes per
     component over all frames), frames, encode_seconds (codec time, files excluded) and per-frame rows.
+
+    ``restore_hint`` (V-PCC): each frame also carries the artifact-removal keep ratio that maximises
+    its D1 (``restore_weights`` or the shipped network for the stream's rate run on the encoder's
+    reconstruction; :func:`imcodec.api.learned.restore_hinter`); adds hint_seconds.
     """
     import time
 
@@ -114,8 +119,12 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
     out = Path(output)
     if any(out.resolve() == fr.path.resolve() for fr in frames):
         raise UsageError(f"{out}: output would overwrite an input frame")
+    if restore_weights is not None and not restore_hint:
+        raise UsageError("--restore-weights at encode selects the network for --restore-hint; it needs --restore-hint")
+    hinter = restore_hinter(codec_obj, config, restore_weights) if restore_hint else None
     writer = StreamWriter(codec_obj.codec_id, codec_obj.stream_params(config))
     state: dict = {}
+    hint_seconds = 0.0
     rows, totals = [], {}
     points = depth = 0
     colors: bool | None = None
@@ -138,7 +147,12 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
             if colors is not None and has_colors != colors:
                 raise InputError(f"{fr.path}: frames of one stream must all have colour or all lack it")
             colors = has_colors
-            sizes = writer.add_frame(fr.index, len(code.recon), code.components, code.needs_previous)
+            components = code.components
+            if hinter is not None:
+                t0 = time.perf_counter()
+                components = {**components, **hinter(cloud, code.recon)}
+                hint_seconds += time.perf_counter() - t0
+            sizes = writer.add_frame(fr.index, len(code.recon), components, code.needs_previous)
             for k, v in sizes.items():
                 totals[k] = totals.get(k, 0) + v
             points += len(cloud)
@@ -152,9 +166,12 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
     data = writer.finish(bit_depth=declared or depth, origin=getattr(config, "origin", (0.0, 0.0, 0.0)),
                          scale=getattr(config, "scale", 1.0), flags=FLAG_COLORS if colors else 0)
     write_bytes_atomic(out, data)
-    return {"output": str(out), "codec": codec_obj.name, "bytes": len(data), "points": points,
-            "bpp": 8.0 * len(data) / points if points else None, "components": totals,
-            "frames": len(frames), "encode_seconds": round(seconds, 4), "per_frame": rows}
+    result = {"output": str(out), "codec": codec_obj.name, "bytes": len(data), "points": points,
+              "bpp": 8.0 * len(data) / points if points else None, "components": totals,
+              "frames": len(frames), "encode_seconds": round(seconds, 4), "per_frame": rows}
+    if hinter is not None:
+        result["hint_seconds"] = round(hint_seconds, 3)
+    return result
 
 
 def _check_frames(frames) -> None:
@@ -264,7 +281,7 @@ def _decode_data(data: bytes, stream: PathLike, output: PathLike, frames, progre
                                      f"says {entries[i].points}")
             if post is not None:
                 t0 = time.perf_counter()
-                cloud = post(cloud)
+                cloud = post(cloud, components)
                 seconds += time.perf_counter() - t0
             name = f"{stem}_{entries[i].number:04d}.ply"
             write_ply(cloud, stage if as_file else stage / name)
