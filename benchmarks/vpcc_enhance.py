@@ -7,8 +7,9 @@ shipped weights: the look-up-table denoiser), the decoder with the peer denoiser
 default the shipped CNN; columns ``*_peer``) and the plain decoder followed by artifact removal
 (``imcodec restore``, shipped all-rate weights, with the rate's keep ratio); at the restore rates also
 the LUT-denoised cloud restored with the same keep ratio (what ``decode --denoise-depth --restore``
-does; columns ``*_denoised_restored``), and both again with the ratio ``encode --restore-hint``
-would send (``hint_ratio``, found against the source in ``hint_s``; columns ``*_hinted``). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
+does; columns ``*_denoised_restored``), and both again with the ratios ``encode --restore-hint``
+would send (``hint_ratio`` and ``hint_ratio_denoised``, found against the source in ``hint_s``
+together; columns ``*_hinted``). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
 pc_error conventions); rate = stream bytes x 8 / input points. Decode times are wall seconds of
 the V-PCC decoder (video decoding included) with 2 threads, best of ``--repeat``. At the restore rates,
 ``restore_first_layer_s`` times the restore network's first convolution alone over the decoded frame
@@ -124,13 +125,14 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
             both = restore_cloud(model, info, den, rate, threads=2)
             row.update({"d1_psnr_denoised_restored": d1(ref, both), "points_out_denoised_restored": len(both)})
             row["d1_gain_denoised_restored"] = row["d1_psnr_denoised_restored"] - row["d1_psnr"]
-            # encode --restore-hint: the encoder's best ratio for this frame, used by both decoder paths
+            # encode --restore-hint: the encoder's best ratios for this frame, plain and denoised
             t0 = time.perf_counter()
             hint = best_keep_ratio(model, plain.points, ref.points)["ratio"]
+            hint_dn = best_keep_ratio(model, den.points, ref.points)["ratio"]
             t_hint = time.perf_counter() - t0
             hinted = restore_cloud(model, info, plain, rate, threads=2, ratio=hint)
-            both_h = restore_cloud(model, info, den, rate, threads=2, ratio=hint)
-            row.update({"hint_ratio": hint, "hint_s": round(t_hint, 2),
+            both_h = restore_cloud(model, info, den, rate, threads=2, ratio=hint_dn)
+            row.update({"hint_ratio": hint, "hint_ratio_denoised": hint_dn, "hint_s": round(t_hint, 2),
                         "d1_gain_restored_hinted": d1(ref, hinted) - row["d1_psnr"],
                         "d1_gain_denoised_restored_hinted": d1(ref, both_h) - row["d1_psnr"]})
         out["rates"][rate] = row
@@ -174,7 +176,7 @@ def summarise(frame: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--restore-rates", nargs="*", default=["r1", "r2", "r5"])
-    ap.add_argument("--repeat", type=int, default=3, help="decode timings: best of this many runs")
+    ap.add_argument("--repeat", type=int, default=5, help="decode timings: best of this many runs")
     ap.add_argument("--frames", nargs="*", default=None, help="PLY files (default: the held-out frames)")
     ap.add_argument("--denoise-weights", default=None, help="default: the shipped LUT denoiser")
     ap.add_argument("--peer-denoiser", default="cnn", help="second denoiser to compare (file, 'lut' or 'cnn'; "

@@ -392,41 +392,40 @@ def test_restore_without_a_rate_uses_the_streams_rate(vpcc_stream, tmp_path):
 
 
 def test_restore_hint_is_the_encoders_best_ratio_and_the_decoder_uses_it(vpcc_stream, restore_file, tmp_path):
-    """encode --restore-hint: each frame carries a per-mille keep ratio at least as good (D1 against the
-    source, computed here with pc_error's metrics) as every ratio 0.05 apart in 0.9..1.3 and as the
-    weights' own; decode --restore keeps that ratio of the voxels (after the denoiser, the weights' ratio)."""
+    """encode --restore-hint: each frame carries two per-mille keep ratios, for the plain and for the
+    depth-denoised decode, each at least as good (D1 against the source, computed here with pc_error's
+    metrics) as every ratio 0.05 apart in 0.9..1.3; decode --restore keeps the ratio of its path."""
     from imcodec import api
     from imcodec.io.bitstream import parse_stream, read_frame
     from imcodec.io.ply import read_ply
     from imcodec.learned.restore import RATIO_COMPONENT, hinted_ratio
 
     d = vpcc_stream
+    model, _ = load_restorer("r1", restore_file)
+    weights = tmp_path / "w125.pt"  # the fixture's network with ratio 1.25, which no hint below equals
+    weights.write_bytes(restore_bytes(model, "r1", {"r1": 1.25}))
     res = api.encode(d / "body.ply", tmp_path / "h.imc", codec="vpcc", options={"rate": "r1", "threads": 1},
-                     restore_hint=True, restore_weights=restore_file)
-    assert res["components"][RATIO_COMPONENT] == 2 and res["hint_seconds"] > 0
+                     restore_hint=True, restore_weights=weights)
+    assert res["components"][RATIO_COMPONENT] == 4 and res["hint_seconds"] > 0
     data = (tmp_path / "h.imc").read_bytes()
-    _, entries = parse_stream(data)
-    comps = read_frame(data, entries[0])
-    ratio = hinted_ratio(comps)
-    assert ratio == round(ratio, 3) and 0.9 <= ratio <= 1.3
+    comps = read_frame(data, parse_stream(data)[1][0])
     assert {k: v for k, v in comps.items() if k != RATIO_COMPONENT} == read_frame(
         (d / "body.imc").read_bytes(), parse_stream((d / "body.imc").read_bytes())[1][0])  # nothing else changed
     src = read_ply(d / "body.ply").points
-    api.decode(tmp_path / "h.imc", tmp_path / "pl.ply")
-    dec = np.unique(read_ply(tmp_path / "pl.ply").points, axis=0)
     ref = PointCloud(np.unique(src, axis=0), None)
     d1 = lambda p: compute_metrics(ref, PointCloud(p.astype(np.float64), None), 1023.0)["d1_psnr"]
-    model, _ = load_restorer("r1", restore_file)
-    got = d1(restore_points(model, dec, ratio))
-    for r in [0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3]:
-        assert got >= d1(restore_points(model, dec, r)) - 1e-9, r
-    assert ratio != 0.9  # (seeded) so the decodes below tell the hint from the weights' ratio
-    api.decode(tmp_path / "h.imc", tmp_path / "rs.ply", restore=True, restore_weights=restore_file)
-    assert len(read_ply(tmp_path / "rs.ply").points) == round(ratio * len(dec))
-    api.decode(tmp_path / "h.imc", tmp_path / "dn.ply", denoise_depth=True)
-    api.decode(tmp_path / "h.imc", tmp_path / "dr.ply", denoise_depth=True, restore=True, restore_weights=restore_file)
-    n_dn = len(np.unique(read_ply(tmp_path / "dn.ply").points, axis=0))
-    assert len(read_ply(tmp_path / "dr.ply").points) == round(0.9 * n_dn)  # the weights' ratio there
+    count = lambda p: len(np.unique(read_ply(p).points, axis=0))
+    for denoised, extra in ((False, {}), (True, {"denoise_depth": True})):
+        ratio = hinted_ratio(comps, denoised=denoised)
+        assert ratio == round(ratio, 3) and 0.9 <= ratio <= 1.3
+        assert ratio != 1.25  # (seeded) so the decodes below tell the hint from the weights' ratio
+        api.decode(tmp_path / "h.imc", tmp_path / "in.ply", **extra)
+        dec = np.unique(read_ply(tmp_path / "in.ply").points, axis=0)
+        got = d1(restore_points(model, dec, ratio))
+        for r in [0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3]:
+            assert got >= d1(restore_points(model, dec, r)) - 1e-9, (denoised, r)
+        api.decode(tmp_path / "h.imc", tmp_path / "rs.ply", restore=True, restore_weights=weights, **extra)
+        assert count(tmp_path / "rs.ply") == round(ratio * len(dec)), denoised
     # refused before any coding
     with pytest.raises(UsageError, match="V-PCC"):
         api.encode(d / "body.ply", tmp_path / "o.imc", codec="octree", restore_hint=True)
@@ -437,17 +436,44 @@ def test_restore_hint_is_the_encoders_best_ratio_and_the_decoder_uses_it(vpcc_st
     assert not (tmp_path / "o.imc").exists()
 
 
+def test_restore_hint_in_a_group_of_frames(tmp_path, restore_file):
+    """With --gof the encoder's denoised decode follows the group: every frame's second ratio is the
+    best (coarse grid, as above) for what decode --denoise-depth gives for that frame."""
+    from imcodec import api
+    from imcodec.io.bitstream import parse_stream, read_frame
+    from imcodec.io.ply import read_ply
+    from imcodec.learned.restore import hinted_ratio
+
+    seq = tmp_path / "seq"
+    frames = sorted(api.synth(seq, shape="body", bits=7, frames=3, motion="rigid", seed=4))
+    assert len(frames) == 3
+    api.encode(seq, tmp_path / "g.imc", codec="vpcc", options={"rate": "r1", "gof": 3, "threads": 1},
+               restore_hint=True, restore_weights=restore_file)
+    data = (tmp_path / "g.imc").read_bytes()
+    entries = parse_stream(data)[1]
+    api.decode(tmp_path / "g.imc", tmp_path / "dn", denoise_depth=True)
+    outs = sorted((tmp_path / "dn").glob("*.ply"))
+    model, _ = load_restorer("r1", restore_file)
+    for entry, src, out in zip(entries, frames, outs):
+        ratio = hinted_ratio(read_frame(data, entry), denoised=True)
+        ref = PointCloud(np.unique(read_ply(src).points, axis=0), None)
+        d1 = lambda p: compute_metrics(ref, PointCloud(p.astype(np.float64), None), 1023.0)["d1_psnr"]
+        dec = np.unique(read_ply(out).points, axis=0)
+        got = d1(restore_points(model, dec, ratio))
+        assert all(got >= d1(restore_points(model, dec, r)) - 1e-9 for r in (0.9, 1.0, 1.1, 1.2, 1.3))
+
+
 def test_cli_restore_hint_flags(vpcc_stream, restore_file, run_cli, tmp_path):
-    d = vpcc_stream
     import json
 
+    d = vpcc_stream
     hint = ("encode", d / "body.ply", "-o", tmp_path / "h.imc", "--codec", "vpcc", "--restore-hint",
             "--restore-weights", restore_file, "--json")
     code, out, err = run_cli(*hint, "--rate", "r2")  # weights trained for r1: refused before coding
     assert code != 0 and "r1, not r2" in err and not (tmp_path / "h.imc").exists()
     code, out, err = run_cli(*hint, "--rate", "r1")
     assert code == 0, err
-    assert json.loads(out)["components"]["restore_ratio"] == 2
+    assert json.loads(out)["components"]["restore_ratio"] == 4
     code, out, err = run_cli("encode", d / "body.ply", "-o", tmp_path / "o.imc", "--restore-hint")
     assert code == 2 and "V-PCC" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.imc").exists()
@@ -458,7 +484,11 @@ def test_damaged_restore_hint_is_a_bitstream_error():
     from imcodec.learned.restore import hinted_ratio, ratio_bytes
 
     assert hinted_ratio({}) is None and hinted_ratio({"restore_ratio": ratio_bytes(1.085)}) == 1.085
-    for bad in (b"", b"\x04", b"\x04\x3d\x00", (499).to_bytes(2, "big"), (2001).to_bytes(2, "big")):
+    assert hinted_ratio({"restore_ratio": ratio_bytes(1.085)}, denoised=True) is None
+    both = {"restore_ratio": ratio_bytes(1.085, 0.97)}
+    assert hinted_ratio(both) == 1.085 and hinted_ratio(both, denoised=True) == 0.97
+    for bad in (b"", b"\x04", b"\x04\x3d\x00", b"\x04\x3d\x04\x3d\x00", (499).to_bytes(2, "big"),
+                (2001).to_bytes(2, "big"), ratio_bytes(1.0) + (2001).to_bytes(2, "big")):
         with pytest.raises(BitstreamError, match="restore ratio"):
             hinted_ratio({"restore_ratio": bad})
     with pytest.raises(UsageError):

@@ -150,7 +150,7 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
             components = code.components
             if hinter is not None:
                 t0 = time.perf_counter()
-                components = {**components, **hinter(cloud, code.recon)}
+                components = {**components, **hinter(cloud, code, has_colors)}
                 hint_seconds += time.perf_counter() - t0
             sizes = writer.add_frame(fr.index, len(code.recon), components, code.needs_previous)
             for k, v in sizes.items():

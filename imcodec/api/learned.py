@@ -299,19 +299,19 @@ def _enhancers(stream, header, state: dict, denoise_depth: bool, weights, restor
     model, info = load_restorer(restore_rate, restore_weights)
 
     def post(cloud, components):
-        # the hint is the best ratio for the plain reconstruction; after the denoiser it lost 0.03..0.2 dB
-        # against the rate's ratio on the held-out frames, so it is not used there
-        ratio = None if denoise_depth else hinted_ratio(components)
+        ratio = hinted_ratio(components, denoised=denoise_depth)
         return restore_cloud(model, info, cloud, restore_rate, ratio=ratio)
 
     return post
 
 
 def restore_hinter(codec_obj, config, restore_weights=None):
-    """``hint(source, recon) -> {"restore_ratio": bytes}`` for ``encode --restore-hint`` (V-PCC only):
-    the keep ratio that maximises the frame's D1 after artifact removal of the encoder's
-    reconstruction (:func:`imcodec.learned.restore.best_keep_ratio`), with ``restore_weights`` or the
-    shipped network for the configured rate. Checks run before any coding."""
+    """``hint(source, code, has_colors) -> {"restore_ratio": bytes}`` for ``encode --restore-hint``
+    (V-PCC only; call it for every frame in stream order): the keep ratios that maximise the frame's
+    D1 after artifact removal of the encoder's reconstruction and of the frame decoded with the
+    shipped depth denoiser (:func:`imcodec.learned.restore.best_keep_ratio`), with
+    ``restore_weights`` or the shipped network for the configured rate. Checks run before any
+    coding."""
     if not codec_obj.name.startswith("vpcc"):
         raise UsageError(f"--restore-hint is for V-PCC streams; the {codec_obj.name!r} codec has no restore step")
     if getattr(config, "geometry_codec", "hevc") != "hevc":
@@ -319,14 +319,24 @@ def restore_hinter(codec_obj, config, restore_weights=None):
     from imcodec.learned.restore import RATIO_COMPONENT, best_keep_ratio, load_restorer, ratio_bytes
     from imcodec.vpcc.config import CTC_RATES
 
+    from types import SimpleNamespace
+
+    from imcodec.learned.denoiser import DepthDenoiser
+
     rate = next((r for r, (gq, _) in CTC_RATES.items() if gq == config.geometry_qp), None)
     model, _ = load_restorer(rate, restore_weights)
+    # the decoder with --denoise-depth, run alongside: its state follows the stream (groups of frames)
+    state: dict = {"depth_denoiser": DepthDenoiser(None)}
+    params = codec_obj.stream_params(config)
 
-    def hint(source, recon):
-        if len(recon) == 0:
+    def hint(source, code, has_colors):
+        denoised = codec_obj.decode_frame(code.components, SimpleNamespace(params=params, has_colors=has_colors),
+                                          state)
+        if len(code.recon) == 0 or len(denoised) == 0:
             return {}
-        found = best_keep_ratio(model, recon.points, source.points)
-        return {RATIO_COMPONENT: ratio_bytes(found["ratio"])}
+        plain = best_keep_ratio(model, code.recon.points, source.points)["ratio"]
+        after = best_keep_ratio(model, denoised.points, source.points)["ratio"]
+        return {RATIO_COMPONENT: ratio_bytes(plain, after)}
 
     return hint
 

@@ -41,7 +41,7 @@ def encode(
     keep_intermediate: Annotated[Optional[Path], typer.Option("--keep-intermediate", help="V-PCC: keep the intermediate images/videos in this directory.")] = None,
     gof: Annotated[Optional[int], typer.Option("--gof", help="Frames per group, 1 = all intra (V-PCC default 32; octree default 8: later frames' geometry coded against the previous frame).")] = None,
     motion_hints: Annotated[Optional[OnOff], typer.Option("--motion-hints", help="V-PCC: code colour against the 3D motion-compensated prediction (default on).")] = None,
-    restore_hint: Annotated[bool, typer.Option("--restore-hint", help="V-PCC: send each frame's best keep ratio for decode --restore (2 bytes; runs the restore network at the encoder, ~30 s per 800k-point frame).")] = False,
+    restore_hint: Annotated[bool, typer.Option("--restore-hint", help="V-PCC: send each frame's best keep ratios for decode --restore, plain and after --denoise-depth (4 bytes; runs the restore network twice at the encoder, about 1 min per 800k-point frame).")] = False,
     restore_weights: Annotated[Optional[Path], typer.Option("--restore-weights", help="Artifact-removal weights for --restore-hint (default: the shipped ones).")] = None,
     start: FramesStart = None,
     count: FramesCount = None,

@@ -11,10 +11,10 @@ missing surface and drops misplaced points.
 
 The best ratio varies from frame to frame (on the training frames by up to 0.07 at one rate, worth
 up to 0.5 dB), and only the encoder, which has the original, can find it: ``encode --restore-hint``
-runs this network on its own reconstruction, searches the ratio that maximises D1
-(:func:`best_keep_ratio`) and sends it in the frame component ``restore_ratio`` (2 bytes, per
-mille); ``decode --restore`` uses it when present (:func:`hinted_ratio`), except after the depth
-denoiser.
+runs this network on its own reconstruction and on that reconstruction after the depth denoiser,
+searches the ratio that maximises D1 for each (:func:`best_keep_ratio`) and sends both in the frame
+component ``restore_ratio`` (2 x 2 bytes, per mille); ``decode --restore`` uses the one for its
+path when present (:func:`hinted_ratio`).
 
 The network is the PU-Dense-style U-Net of :mod:`imcodec.learned.models` with slim channels (its
 generative 3^3 transposed convolution proposes the candidates); inference runs in spatial chunks
@@ -162,29 +162,38 @@ def restore_cloud(model: PUDenseUpsampler, info: dict[str, Any], cloud: PointClo
     return PointCloud(points=pts.astype(np.float64), colors=colors, point_dtype=cloud.point_dtype)
 
 
-def ratio_bytes(ratio: float) -> bytes:
-    """The ``restore_ratio`` component: the keep ratio in per mille, uint16 big-endian."""
-    value = int(round(ratio * 1000))
-    if not RATIO_RANGE[0] <= value <= RATIO_RANGE[1]:
-        raise UsageError(f"keep ratio must be within {RATIO_RANGE[0] / 1000}..{RATIO_RANGE[1] / 1000}, got {ratio}")
-    return value.to_bytes(2, "big")
+def ratio_bytes(*ratios: float) -> bytes:
+    """The ``restore_ratio`` component: keep ratios in per mille, uint16 big-endian each; the first
+    for the plain reconstruction, an optional second for the depth-denoised one."""
+    out = b""
+    for ratio in ratios:
+        value = int(round(ratio * 1000))
+        if not RATIO_RANGE[0] <= value <= RATIO_RANGE[1]:
+            raise UsageError(f"keep ratio must be within {RATIO_RANGE[0] / 1000}..{RATIO_RANGE[1] / 1000}, "
+                             f"got {ratio}")
+        out += value.to_bytes(2, "big")
+    return out
 
 
-def hinted_ratio(components: dict[str, bytes]) -> float | None:
-    """The keep ratio a frame carries (component ``restore_ratio``), or None. BitstreamError when the
+def hinted_ratio(components: dict[str, bytes], denoised: bool = False) -> float | None:
+    """The keep ratio a frame carries (component ``restore_ratio``) for the plain reconstruction, or
+    with ``denoised`` for the depth-denoised one; None when the frame has none. BitstreamError when the
     component is damaged."""
     from imcodec.errors import BitstreamError
 
     data = components.get(RATIO_COMPONENT)
     if data is None:
         return None
-    if len(data) != 2:
-        raise BitstreamError(f"restore ratio component has {len(data)} bytes, expected 2")
-    value = int.from_bytes(data, "big")
-    if not RATIO_RANGE[0] <= value <= RATIO_RANGE[1]:
-        raise BitstreamError(f"restore ratio {value / 1000} is outside {RATIO_RANGE[0] / 1000}.."
-                             f"{RATIO_RANGE[1] / 1000}")
-    return value / 1000
+    if len(data) not in (2, 4):
+        raise BitstreamError(f"restore ratio component has {len(data)} bytes, expected 2 or 4")
+    values = [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+    for value in values:
+        if not RATIO_RANGE[0] <= value <= RATIO_RANGE[1]:
+            raise BitstreamError(f"restore ratio {value / 1000} is outside {RATIO_RANGE[0] / 1000}.."
+                                 f"{RATIO_RANGE[1] / 1000}")
+    if denoised:
+        return values[1] / 1000 if len(values) == 2 else None
+    return values[0] / 1000
 
 
 def d1_scorer(original: np.ndarray):
