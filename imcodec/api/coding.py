@@ -103,9 +103,9 @@ def encode(src: PathLike, output: PathLike, codec: str = "octree", options: dict
     called after each frame. Returns bytes, points, bpp (bits per input point), components (bytes per
     component over all frames), frames, encode_seconds (codec time, files excluded) and per-frame rows.
 
-    ``restore_hint`` (V-PCC): each frame also carries the artifact-removal keep ratio that maximises
-    its D1 (``restore_weights`` or the shipped network for the stream's rate run on the encoder's
-    reconstruction; :func:`imcodec.api.learned.restore_hinter`); adds hint_seconds.
+    ``restore_hint`` (V-PCC): each frame also carries the artifact-removal keep ratios that maximise
+    its D1, for the plain and the depth-denoised decode (``restore_weights`` or the shipped network
+    for the stream's rate; :func:`imcodec.api.learned.restore_hinter`); adds hint_seconds.
     """
     import time
 

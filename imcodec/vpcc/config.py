@@ -12,6 +12,11 @@ from imcodec.vpcc.video import CODECS, PIX_FMT_IDS
 # MPEG V-PCC common test conditions, all-intra: rate -> (geometry QP, attribute QP)
 CTC_RATES = {"r1": (32, 42), "r2": (28, 37), "r3": (24, 32), "r4": (20, 27), "r5": (16, 22)}
 DEFAULT_RATE = "r3"
+
+
+def ctc_rate_of(geometry_qp: int) -> str | None:
+    """The CTC rate (r1..r5) coded with this geometry QP, or None (0 = lossless / unknown, other QPs)."""
+    return next((rate for rate, (gq, _) in CTC_RATES.items() if geometry_qp and gq == geometry_qp), None)
 # 2: the decoder re-codes synthesised references with full RDO (video.LOSSY_RDO) and predicts colour
 # from every point within the radius (motion.predict_colors); version 1 streams with motion hints
 # would decode to wrong colours, so they are refused
