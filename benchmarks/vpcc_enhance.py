@@ -115,7 +115,7 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
             rest = restore_cloud(model, info, plain, rate, threads=2)
             t_rs = time.perf_counter() - t0
             row.update({"d1_psnr_restored": d1(ref, rest), "points_out_restored": len(rest),
-                        "restore_s": round(t_rs, 3), "keep_ratio": info["keep_ratio"],
+                        "restore_s": round(t_rs, 3), "keep_ratio": info["keep_ratio"], "support": info["support"],
                         "decode_ratio_restored": round((t_plain + t_rs) / t_plain, 2)})
             t_floor = first_layer_s(model, plain, repeat)
             row.update({"restore_first_layer_s": round(t_floor, 4),
@@ -127,8 +127,8 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
             row["d1_gain_denoised_restored"] = row["d1_psnr_denoised_restored"] - row["d1_psnr"]
             # encode --restore-hint: the encoder's best ratios for this frame, plain and denoised
             t0 = time.perf_counter()
-            hint = best_keep_ratio(model, plain.points, ref.points)["ratio"]
-            hint_dn = best_keep_ratio(model, den.points, ref.points)["ratio"]
+            hint = best_keep_ratio(model, plain.points, ref.points, support=info["support"])["ratio"]
+            hint_dn = best_keep_ratio(model, den.points, ref.points, support=info["support"])["ratio"]
             t_hint = time.perf_counter() - t0
             hinted = restore_cloud(model, info, plain, rate, threads=2, ratio=hint)
             both_h = restore_cloud(model, info, den, rate, threads=2, ratio=hint_dn)

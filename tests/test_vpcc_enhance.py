@@ -335,11 +335,12 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
               "--cache-dir", tmp_path / "cache", "--json")
     code, out, err = run_cli(*retune, "--init", tmp_path / "r.pt", "-o", tmp_path / "r_rt.pt")
     assert code == 0, err
-    from imcodec.learned.train_restore import TUNE_RATIOS
+    from imcodec.learned.train_restore import TUNE_RATIOS, TUNE_SUPPORT
 
     (m0, i0), (m1, i1) = load_restorer("r2", tmp_path / "r.pt"), load_restorer("r2", tmp_path / "r_rt.pt")
     assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m1.state_dict().values()))
     assert i1["keep_ratio"] in TUNE_RATIOS and i1["meta"]["keep_ratio"]["r2"] == i1["keep_ratio"]
+    assert i1["support"] in TUNE_SUPPORT and i1["meta"]["support"]["r2"] == list(i1["support"])
     assert i1["meta"]["history"] == i0["meta"]["history"] and i1["meta"]["retune"]["rates"] == ["r2"]
     assert i1["meta"]["retune"]["keep_ratio_before"] == i0["meta"]["keep_ratio"]
     code, out, err = run_cli(*retune, "-o", tmp_path / "r_rt2.pt")
@@ -394,7 +395,8 @@ def test_restore_without_a_rate_uses_the_streams_rate(vpcc_stream, tmp_path):
 def test_restore_hint_is_the_encoders_best_ratio_and_the_decoder_uses_it(vpcc_stream, restore_file, tmp_path):
     """encode --restore-hint: each frame carries two per-mille keep ratios, for the plain and for the
     depth-denoised decode, each at least as good (D1 against the source, computed here with pc_error's
-    metrics) as every ratio 0.05 apart in 0.9..1.3; decode --restore keeps the ratio of its path."""
+    metrics) as every ratio 0.05 apart in 0.9..1.3 (it is the best per-mille ratio in 0.85..1.4); decode
+    --restore keeps the ratio of its path."""
     from imcodec import api
     from imcodec.io.bitstream import parse_stream, read_frame
     from imcodec.io.ply import read_ply
@@ -417,7 +419,7 @@ def test_restore_hint_is_the_encoders_best_ratio_and_the_decoder_uses_it(vpcc_st
     count = lambda p: len(np.unique(read_ply(p).points, axis=0))
     for denoised, extra in ((False, {}), (True, {"denoise_depth": True})):
         ratio = hinted_ratio(comps, denoised=denoised)
-        assert ratio == round(ratio, 3) and 0.9 <= ratio <= 1.3
+        assert ratio == round(ratio, 3) and 0.85 <= ratio <= 1.4
         assert ratio != 1.25  # (seeded) so the decodes below tell the hint from the weights' ratio
         api.decode(tmp_path / "h.imc", tmp_path / "in.ply", **extra)
         dec = np.unique(read_ply(tmp_path / "in.ply").points, axis=0)
@@ -506,7 +508,7 @@ def test_damaged_source_count_is_a_bitstream_error():
 
 
 def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):
-    from imcodec.learned.train_restore import TUNE_RATIOS, keep_ratios, tune_keep_ratios
+    from imcodec.learned.train_restore import TUNE_RATIOS, TUNE_SUPPORT, keep_ratios, tune_keep_ratios
 
     model, _ = load_restorer("r1", restore_file)
     org = make_cloud("sphere", bits=6, seed=2).points.astype(np.int64)
@@ -518,18 +520,27 @@ def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):
         e = np.zeros((1, 1))
         pairs.append(DepthPair("x.ply", rate, e, e, e, e, e, e, dec, org))
     tuned = tune_keep_ratios(model, pairs)
-    assert set(tuned["keep_ratio"]) == {"r1", "r5", "all"}
+    assert set(tuned["keep_ratio"]) == set(tuned["support"]) == {"r1", "r5", "all"}
     assert all(r in TUNE_RATIOS for r in tuned["keep_ratio"].values())
+    assert all(tuple(w) in TUNE_SUPPORT for w in tuned["support"].values())
     assert len(tuned["gains"]["r1"]) == len(TUNE_RATIOS)
-    # each gain is the whole cloud's D1 gain of restore at that ratio (pc_error metrics, normals estimated)
+    assert len(tuned["best_by_support"]["r1"]) == len(TUNE_SUPPORT)
+    # each gain is the whole cloud's D1 gain of restore at that ratio with the chosen support weights
+    # (pc_error metrics, normals estimated)
     ref = PointCloud(org.astype(np.float64), None)
     dec = np.unique(pairs[0].decoded, axis=0)
     d1 = lambda p: compute_metrics(ref, PointCloud(p.astype(np.float64), None), 1023.0)["d1_psnr"]
+    support = tuned["support"]["r1"]
     for i in (0, TUNE_RATIOS.index(1.05), len(TUNE_RATIOS) - 1):
-        out = restore_points(model, dec, TUNE_RATIOS[i])
+        out = restore_points(model, dec, TUNE_RATIOS[i], support=support)
         assert tuned["gains"]["r1"][i] == pytest.approx(d1(out) - d1(dec), abs=1e-4)
     best = tuned["keep_ratio"]["r1"]
     assert tuned["gains"]["r1"][TUNE_RATIOS.index(best)] == max(tuned["gains"]["r1"])
+    assert max(tuned["gains"]["r1"]) == pytest.approx(max(tuned["best_by_support"]["r1"]))
+    # and no other support pair does better at its best ratio (one checked directly)
+    other = next(w for w in TUNE_SUPPORT if tuple(w) != tuple(support))
+    assert max(d1(restore_points(model, dec, r, support=other)) for r in (0.95, 1.0, 1.05)) - d1(dec) <= (
+        max(tuned["gains"]["r1"]) + 1e-9)
     counts = keep_ratios(pairs)  # original / unique decoded voxels
     assert counts["r1"] == pytest.approx(len(org) / len(np.unique(pairs[0].decoded, axis=0)))
 

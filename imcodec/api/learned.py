@@ -202,7 +202,7 @@ def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_
             "seconds": summary["seconds"], "parameters": summary["parameters"], "torch": str(torch.__version__),
             "count_ratio": summary["count_ratio"], "tuning": summary["tuning"]}
     rate = rates[0] if len(rates) == 1 else "all"
-    write_bytes_atomic(out, weights_bytes(model, rate, summary["keep_ratio"], meta))
+    write_bytes_atomic(out, weights_bytes(model, rate, summary["keep_ratio"], meta, summary["support"]))
     last = summary["history"][-1] if summary["history"] else {}
     return {"weights": str(out), "rate": rate, "pairs": len(pairs), "parameters": summary["parameters"],
             "seconds": summary["seconds"], "keep_ratio": summary["keep_ratio"].get(rate),
@@ -229,14 +229,18 @@ def _retune_restore(start, pairs, out, clouds, rates, threads, command, on_step)
                              if on_step is not None else None)
     meta = dict(info["meta"])
     keep = dict(meta.pop("keep_ratio", {}))
-    keep.update({r: v for r, v in tuned["keep_ratio"].items() if r != "all" or len(rates) > 1})
+    support = {r: tuple(v) for r, v in meta.pop("support", {}).items()}
+    tuned_rates = [r for r in tuned["keep_ratio"] if r != "all" or len(rates) > 1]
+    keep.update({r: tuned["keep_ratio"][r] for r in tuned_rates})
+    support.update({r: tuned["support"][r] for r in tuned_rates})
     meta["retune"] = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
                       "seconds": round(time.perf_counter() - t0, 1), "tuning": tuned,
-                      "keep_ratio_before": info["meta"].get("keep_ratio")}
-    write_bytes_atomic(out, weights_bytes(model, info["rate"], keep, meta))
+                      "keep_ratio_before": info["meta"].get("keep_ratio"),
+                      "support_before": info["meta"].get("support")}
+    write_bytes_atomic(out, weights_bytes(model, info["rate"], keep, meta, support))
     rate = rates[0] if len(rates) == 1 else "all"
     return {"weights": str(out), "rate": info["rate"], "pairs": len(pairs), "retuned": True,
-            "keep_ratio": keep.get(rate), "seconds": meta["retune"]["seconds"]}
+            "keep_ratio": keep.get(rate), "support": support.get(rate), "seconds": meta["retune"]["seconds"]}
 
 
 def restore(src: PathLike, dst: PathLike, rate: str | None = None, weights: PathLike | None = None,
@@ -260,7 +264,7 @@ def restore(src: PathLike, dst: PathLike, rate: str | None = None, weights: Path
     write_ply(out, dst)
     return {"input": str(src), "output": str(dst), "input_points": len(cloud), "output_points": len(out),
             "rate": rate or "any", "keep_ratio": None if points is not None else round(info["keep_ratio"], 5),
-            "weights": info["weights"],
+            "support": list(info["support"]), "weights": info["weights"],
             "seconds": round(seconds, 3)}
 
 
@@ -322,7 +326,7 @@ def restore_hinter(codec_obj, config, restore_weights=None):
     from imcodec.learned.restore import RATIO_COMPONENT, best_keep_ratio, load_restorer, ratio_bytes
     from imcodec.vpcc.config import ctc_rate_of
 
-    model, _ = load_restorer(ctc_rate_of(config.geometry_qp), restore_weights)
+    model, info = load_restorer(ctc_rate_of(config.geometry_qp), restore_weights)
     # the decoder with --denoise-depth, run alongside: its state follows the stream (groups of frames)
     state: dict = {"depth_denoiser": DepthDenoiser(None)}
     params = codec_obj.stream_params(config)
@@ -332,8 +336,8 @@ def restore_hinter(codec_obj, config, restore_weights=None):
                                           state)
         if len(code.recon) == 0 or len(denoised) == 0:
             return {}
-        plain = best_keep_ratio(model, code.recon.points, source.points)["ratio"]
-        after = best_keep_ratio(model, denoised.points, source.points)["ratio"]
+        plain = best_keep_ratio(model, code.recon.points, source.points, support=info["support"])["ratio"]
+        after = best_keep_ratio(model, denoised.points, source.points, support=info["support"])["ratio"]
         return {RATIO_COMPONENT: ratio_bytes(plain, after)}
 
     return hint

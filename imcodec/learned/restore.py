@@ -3,8 +3,10 @@
 After Akhtar, Li, Van der Auwera, Li, Chen, "Video-based point cloud compression artifact removal",
 IEEE Trans. Multimedia 2021: a sparse-convolution network looks at the decoded cloud, proposes every
 voxel within one voxel (Chebyshev) of a decoded point and classifies each as occupied or not
-(binary cross-entropy against the original cloud in training). The output keeps the
-k = round(ratio x N) most probable candidates, N the decoded voxels and ``ratio`` the one that
+(binary cross-entropy against the original cloud in training). Each candidate's logit is then
+shifted by the support of its neighbours' logits, across and along the local surface normal
+(:mod:`imcodec.learned.keep`), and the output keeps the k = round(ratio x N) best-scoring
+candidates, N the decoded voxels; ``ratio`` and the two support weights are the ones that
 maximised the mean D1 PSNR gain on the training frames at that rate (or over all rates for the
 default model; :func:`imcodec.learned.train_restore.tune_keep_ratios`), so the tool both adds
 missing surface and drops misplaced points.
@@ -22,7 +24,8 @@ with a context margin (:func:`imcodec.learned.upsample.score_candidates`), so me
 
 Weights files have task "restore", the architecture config and a ``rate`` field ("all" for a model
 trained across r1..r5, else the one rate it was trained for); ``meta.keep_ratio`` maps rates (and
-"all") to the ratio above.
+"all") to the ratio above, ``meta.support`` to the (tangent, normal) support weights (absent in
+older files: no rescoring).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 
 from imcodec.errors import InputError, UsageError
+from imcodec.learned.keep import D1Curve, ranking, rescore, support_terms, top_k
 from imcodec.learned.models import ARCH, PUDenseUpsampler, UpsamplerConfig, build_model
 from imcodec.types import PointCloud
 
@@ -53,12 +57,16 @@ def restore_config(channels: tuple[int, ...] = (8, 16, 24, 32), head_channels: i
 
 
 def weights_bytes(model: PUDenseUpsampler, rate: str, keep_ratio: dict[str, float],
-                  meta: dict[str, Any] | None = None) -> bytes:
-    """The model as an imcodec weights file (task "restore"; see :mod:`imcodec.learned.zoo`)."""
+                  meta: dict[str, Any] | None = None,
+                  support: dict[str, tuple[float, float]] | None = None) -> bytes:
+    """The model as an imcodec weights file (task "restore"; see :mod:`imcodec.learned.zoo`);
+    ``support`` maps rates to the (tangent, normal) weights of :mod:`imcodec.learned.keep`."""
     from imcodec.learned.zoo import FORMAT, FORMAT_VERSION, payload_bytes
 
     meta = dict(meta or {})
     meta["keep_ratio"] = {k: float(v) for k, v in keep_ratio.items()}
+    if support:
+        meta["support"] = {k: [float(v[0]), float(v[1])] for k, v in support.items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": TASK, "arch": ARCH, "factor": 1,
                "rate": rate, "config": model.config.to_dict(),
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -108,17 +116,23 @@ def load_restorer(rate: str | None = None, weights: str | os.PathLike | None = N
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: weights do not fit the {ARCH} architecture ({first})") from None
+    support = payload.get("meta", {}).get("support", {}).get(key, (0.0, 0.0))
+    try:
+        support = (float(support[0]), float(support[1]))
+    except (TypeError, ValueError, IndexError):
+        raise InputError(f"{path}: weights file has a malformed support entry for rate {key}: {support!r}") from None
     model.eval()
-    return model, {"weights": str(path), "rate": trained, "keep_ratio": float(ratios[key]),
+    return model, {"weights": str(path), "rate": trained, "keep_ratio": float(ratios[key]), "support": support,
                    "config": payload["config"], "meta": payload.get("meta", {})}
 
 
 def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: float, chunk: int = 128,
-                   margin: int = 16, progress=None, keep: int | None = None) -> np.ndarray:
-    """The k most probable voxels around the voxelised cloud ``points`` ((N, 3) integer-valued,
-    duplicates merged first): (k, 3) int64, k = ``keep`` when given, else round(keep_ratio x N)."""
-    from imcodec.learned import functional as SF
-    from imcodec.learned.upsample import score_candidates
+                   margin: int = 16, progress=None, keep: int | None = None,
+                   support: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The k best-scoring voxels around the voxelised cloud ``points`` ((N, 3) integer-valued,
+    duplicates merged first): (k, 3) int64, k = ``keep`` when given, else round(keep_ratio x N).
+    Scores are the network's logits shifted by the neighbour support terms with ``support`` weights
+    (:func:`imcodec.learned.keep.rescore`)."""
 
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[1] != 3:
@@ -133,12 +147,23 @@ def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: floa
     pts = np.unique(np.rint(pts).astype(np.int64), axis=0)
     if len(pts) == 0:
         return pts.reshape(0, 3)
-    cand, logit = score_candidates(model, pts, chunk, margin, progress=progress)
+    cand, scores = candidate_scores(model, pts, support, chunk, margin, progress)
     k = int(keep) if keep is not None else int(round(keep_ratio * len(pts)))
     if k >= len(cand):
         return cand
-    keep = SF.topk_mask(torch.from_numpy(logit), k).numpy()
-    return cand[keep]
+    return cand[top_k(scores, k)]
+
+
+def candidate_scores(model: PUDenseUpsampler, voxels: np.ndarray, support: tuple[float, float] = (0.0, 0.0),
+                     chunk: int = 128, margin: int = 16, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(candidates (M, 3) int64, their scores (M,) float32) around unique voxels: network logits
+    plus the ``support`` terms (:mod:`imcodec.learned.keep`)."""
+    from imcodec.learned.upsample import score_candidates
+
+    cand, logit = score_candidates(model, voxels, chunk, margin, progress=progress)
+    if support[0] == 0.0 and support[1] == 0.0:
+        return cand, logit
+    return cand, rescore(logit, support_terms(cand, logit), support)
 
 
 def restore_cloud(model: PUDenseUpsampler, info: dict[str, Any], cloud: PointCloud, rate: str | None = None,
@@ -153,7 +178,7 @@ def restore_cloud(model: PUDenseUpsampler, info: dict[str, Any], cloud: PointClo
         torch.set_num_threads(threads)
     try:
         pts = restore_points(model, cloud.points, info["keep_ratio"] if ratio is None else ratio,
-                             progress=progress, keep=keep)
+                             progress=progress, keep=keep, support=info.get("support", (0.0, 0.0)))
     finally:
         torch.set_num_threads(before)
     colors = None
@@ -198,43 +223,31 @@ def hinted_ratio(components: dict[str, bytes], denoised: bool = False) -> float 
 
 def d1_scorer(original: np.ndarray):
     """``d1(points) -> float``: the symmetric D1 PSNR (peak 1023, pc_error's definition via
-    :func:`imcodec.metrics.psnr.compute_metrics`) of voxels against ``original``. D1 needs no
-    normals, so given ones spare the estimate D2 would make."""
-    from imcodec.metrics.psnr import compute_metrics
+    :func:`imcodec.metrics.psnr.compute_metrics`) of voxels against ``original``."""
+    from imcodec.learned.keep import d1_psnr
 
-    ref = PointCloud(np.unique(np.asarray(original), axis=0).astype(np.float64), None)
-    flat = np.zeros((len(ref), 3), np.float32)
-    return lambda pts: compute_metrics(ref, PointCloud(np.asarray(pts, np.float64), None), 1023.0,
-                                       normals_a=flat)["d1_psnr"]
+    ref = np.unique(np.asarray(original), axis=0)
+    return lambda pts: d1_psnr(pts, ref)
+
+
+HINT_RATIOS = (850, 1400)  # per mille: the range best_keep_ratio searches
 
 
 def best_keep_ratio(model: PUDenseUpsampler, decoded: np.ndarray, original: np.ndarray,
-                    chunk: int = 128, margin: int = 16) -> dict[str, Any]:
-    """The keep ratio (per-mille steps, 0.9..1.3) that maximises D1 PSNR of the restored ``decoded``
-    voxels against ``original``: the network runs once; ratios 0.05 apart first, then 0.01 apart
-    within 0.04 of the best, then 0.005 either side (19 D1 evaluations; the gain was unimodal in the
-    ratio on every frame we looked at). Returns ratio, gain_db (over the decoded voxels) and
-    evaluations."""
-    from imcodec.learned import functional as SF
-    from imcodec.learned.upsample import score_candidates
-
+                    chunk: int = 128, margin: int = 16,
+                    support: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
+    """The keep ratio (per-mille steps, 0.85..1.4) that maximises D1 PSNR of the restored ``decoded``
+    voxels against ``original``: the network runs once, and :class:`imcodec.learned.keep.D1Curve`
+    gives D1 at every per-mille ratio at once. ``support`` as in :func:`restore_points`. Returns
+    ratio, gain_db (over the decoded voxels) and evaluations (ratios compared)."""
     dec = np.unique(np.rint(np.asarray(decoded)).astype(np.int64), axis=0)
     if len(dec) == 0 or len(original) == 0:
         return {"ratio": 1.0, "gain_db": 0.0, "evaluations": 0}
-    d1 = d1_scorer(original)
-    base = d1(dec)
-    cand, logit = score_candidates(model, dec, chunk, margin)
-    scores = torch.from_numpy(logit)
-    seen: dict[int, float] = {}
-
-    def gain(permille: int) -> float:
-        if permille not in seen:
-            k = int(round(permille / 1000 * len(dec)))
-            pts = cand if k >= len(cand) else cand[SF.topk_mask(scores, k).numpy()]
-            seen[permille] = d1(pts) - base
-        return seen[permille]
-
-    best = max(range(900, 1301, 50), key=gain)
-    best = max((v for v in range(best - 40, best + 41, 10) if 900 <= v <= 1300), key=gain)
-    best = max((v for v in (best - 5, best, best + 5) if 900 <= v <= 1300), key=gain)
-    return {"ratio": best / 1000, "gain_db": float(seen[best]), "evaluations": len(seen)}
+    base = d1_scorer(original)(dec)
+    cand, scores = candidate_scores(model, dec, support, chunk, margin)
+    permille = np.arange(HINT_RATIOS[0], HINT_RATIOS[1] + 1)
+    ks = np.minimum(np.rint(permille / 1000 * len(dec)).astype(np.int64), len(cand))
+    ks = np.maximum(ks, 1)
+    psnr = D1Curve(original, cand).psnr(ranking(scores), ks)
+    best = int(np.argmax(psnr))
+    return {"ratio": int(permille[best]) / 1000, "gain_db": float(psnr[best] - base), "evaluations": len(ks)}

@@ -7,8 +7,9 @@ Loss: binary cross-entropy of every candidate voxel (within one voxel of an inpu
 the target (:func:`imcodec.learned.train.occupancy_loss`). Adam with warm-up and cosine decay. A
 fixed, seeded set of validation crops reports the loss and the precision of keeping the k most
 probable candidates (k = target size) against that of the decoded voxels themselves. After training,
-the keep ratio of each rate (k = ratio x decoded voxels at inference) is chosen among TUNE_RATIOS to
-maximise the D1 PSNR gain on the training pairs (:func:`tune_keep_ratios`); the plain
+the keep ratio of each rate (k = ratio x decoded voxels at inference) and the weights of the
+neighbour-support rescoring (:mod:`imcodec.learned.keep`) are chosen among TUNE_RATIOS and
+TUNE_SUPPORT to maximise the D1 PSNR gain on the training pairs (:func:`tune_keep_ratios`); the plain
 original/decoded count ratio is kept in the meta for reference.
 
 Checkpoints are written after every epoch to ``checkpoint_dir/last.pt``; ``resume=True`` continues.
@@ -62,46 +63,55 @@ def keep_ratios(pairs: list) -> dict[str, float]:
     return out
 
 
-TUNE_RATIOS = (0.9, 0.95, 0.98, 1.0) + tuple(round(1.02 + 0.01 * i, 2) for i in range(15)) + (1.18, 1.2, 1.25, 1.3)
+TUNE_RATIOS = tuple(round(0.9 + 0.005 * i, 3) for i in range(101))  # 0.9..1.4
+TUNE_SUPPORT = tuple((tw, nw) for tw in (0.0, 0.5, 1.0, 2.0, 3.0) for nw in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5))
 
 
-def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, progress=None) -> dict[str, Any]:
-    """Keep ratio per rate (and over all rates, "all") that maximises the mean D1 PSNR gain on the
-    training pairs (the synthetic ones only when there are no others).
+def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, supports=TUNE_SUPPORT,
+                     progress=None) -> dict[str, Any]:
+    """Keep ratio and support weights (:mod:`imcodec.learned.keep`) per rate, and over all rates
+    ("all"), that maximise the mean D1 PSNR gain on the training pairs (the synthetic ones only when
+    there are no others).
 
-    Each pair is evaluated whole: its candidates scored once, every ratio tried. (This used to be a
-    120-voxel slab of the torso, for speed; on the shipped network it chose ratios 0.01..0.04 above
-    the whole frames' best, and 1.12 instead of 1.08 at r1.)
+    Each pair is evaluated whole: its candidates scored once, then for every (tangent, normal)
+    support pair in ``supports`` the D1 of every ratio comes from one
+    :class:`imcodec.learned.keep.D1Curve` pass. (Tuning used to score a 120-voxel slab of the torso,
+    for speed; on the shipped network it chose ratios 0.01..0.04 above the whole frames' best.)
     D1 is the symmetric maximum of the two directions' errors, so its gain peaks sharply where adding
-    voxels stops helping original -> restored more than it hurts restored -> original; the grid is
-    0.01 apart around that peak.
-    Returns {"keep_ratio": {rate: ratio}, "gains": {rate: [mean dB gain per ratio]}, "ratios": [...]}.
+    voxels stops helping original -> restored more than it hurts restored -> original.
+    Returns {"keep_ratio": {rate: ratio}, "support": {rate: (tangent, normal)}, "gains": {rate: [mean
+    dB gain per ratio at the chosen support]}, "best_by_support": {rate: [best mean gain per
+    support]}, "ratios": [...], "supports": [...]}.
     """
+    from imcodec.learned.keep import D1Curve, ranking, rescore, support_terms
     from imcodec.learned.restore import d1_scorer
     from imcodec.learned.upsample import score_candidates
 
     real = [p for p in pairs if not p.name.startswith("synth:")] or list(pairs)
-    gains: dict[str, list[list[float]]] = {}
+    ratios = np.asarray(ratios, np.float64)
+    gains: dict[str, list[np.ndarray]] = {}  # rate -> per pair (supports, ratios) dB gains
     for n, pair in enumerate(real):
         dec = np.unique(pair.decoded, axis=0)
-        d1 = d1_scorer(pair.original)
-        base = d1(dec)
+        base = d1_scorer(pair.original)(dec)
         cand, logit = score_candidates(model, dec, 128, 16)
-        logit = torch.from_numpy(logit)
-        row = []
-        for r in ratios:
-            keep = SF.topk_mask(logit, int(round(r * len(dec)))).numpy()
-            row.append(float(d1(cand[keep]) - base))
-        gains.setdefault(pair.rate, []).append(row)
+        curve = D1Curve(pair.original, cand)
+        terms = support_terms(cand, logit)
+        ks = np.clip(np.rint(ratios * len(dec)).astype(np.int64), 1, len(cand))
+        table = np.stack([curve.psnr(ranking(rescore(logit, terms, w)), ks) - base for w in supports])
+        gains.setdefault(pair.rate, []).append(table)
         if progress is not None:
             progress(n + 1, len(real), f"tuning {pair.rate}")
-    mean = {rate: np.mean(rows, axis=0) for rate, rows in gains.items()}
-    best = {rate: float(ratios[int(np.argmax(m))]) for rate, m in mean.items()}
-    overall = np.mean(list(mean.values()), axis=0)
-    best["all"] = float(ratios[int(np.argmax(overall))])
-    out_gains = {rate: [round(float(x), 4) for x in m] for rate, m in mean.items()}
-    out_gains["all"] = [round(float(x), 4) for x in overall]
-    return {"keep_ratio": best, "gains": out_gains, "ratios": list(ratios)}
+    mean = {rate: np.mean(tables, axis=0) for rate, tables in gains.items()}
+    mean["all"] = np.mean(list(mean.values()), axis=0)
+    keep, support, curves, by_support = {}, {}, {}, {}
+    for rate, table in mean.items():
+        s, r = np.unravel_index(int(np.argmax(table)), table.shape)
+        keep[rate] = float(ratios[r])
+        support[rate] = tuple(float(x) for x in supports[s])
+        curves[rate] = [round(float(x), 4) for x in table[s]]
+        by_support[rate] = [round(float(x), 4) for x in table.max(axis=1)]
+    return {"keep_ratio": keep, "support": support, "gains": curves, "best_by_support": by_support,
+            "ratios": [float(r) for r in ratios], "supports": [list(w) for w in supports]}
 
 
 def sample_crop(rng: np.random.Generator, pair, crop: int, min_points: int = 64):
@@ -210,6 +220,7 @@ def train_restorer(cfg: RestoreTrainConfig, pairs: list, checkpoint_dir: str | P
     tuned = tune_keep_ratios(model, pairs, progress=(lambda d, t, note: on_step({"tune": (d, t, note)}))
                              if on_step is not None else None)
     return model, {"history": history, "seconds": round(elapsed, 1), "keep_ratio": tuned["keep_ratio"],
+                   "support": tuned["support"],
                    "count_ratio": keep_ratios(pairs), "tuning": tuned,
                    "parameters": sum(p.numel() for p in model.parameters()), "train_config": _cfg_dict(cfg)}
 
