@@ -41,7 +41,7 @@ def encode(
     keep_intermediate: Annotated[Optional[Path], typer.Option("--keep-intermediate", help="V-PCC: keep the intermediate images/videos in this directory.")] = None,
     gof: Annotated[Optional[int], typer.Option("--gof", help="Frames per group, 1 = all intra (V-PCC default 32; octree default 8: later frames' geometry coded against the previous frame).")] = None,
     motion_hints: Annotated[Optional[OnOff], typer.Option("--motion-hints", help="V-PCC: code colour against the 3D motion-compensated prediction (default on).")] = None,
-    restore_hint: Annotated[bool, typer.Option("--restore-hint", help="V-PCC: send each frame's best keep ratios for decode --restore, plain and after --denoise-depth (4 bytes; runs the restore network twice at the encoder, about 1 min per 800k-point frame).")] = False,
+    restore_hint: Annotated[bool, typer.Option("--restore-hint", help="V-PCC: send each frame's best keep ratios for decode --restore, plain and after --denoise-depth (4 bytes; runs the restore network twice at the encoder, 45-60 s per 800k-point frame).")] = False,
     restore_weights: Annotated[Optional[Path], typer.Option("--restore-weights", help="Artifact-removal weights for --restore-hint (default: the shipped ones).")] = None,
     start: FramesStart = None,
     count: FramesCount = None,
@@ -75,7 +75,7 @@ def decode(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Depth-denoiser weights: a file, or the shipped 'lut' (default) or 'cnn'.")] = None,
     restore: Annotated[bool, typer.Option("--restore", help="Run learned geometry artifact removal on each decoded frame.")] = False,
     restore_weights: Annotated[Optional[Path], typer.Option("--restore-weights", help="Artifact-removal weights (default: the shipped ones).")] = None,
-    restore_rate: Annotated[Optional[str], typer.Option("--restore-rate", help="Rate (r1..r5) whose keep ratio --restore uses; default: the V-PCC stream's own (from its geometry QP), else the all-rate ratio.")] = None,
+    restore_rate: Annotated[Optional[str], typer.Option("--restore-rate", help="Rate (r1..r5) whose keep ratio and support weights --restore uses; default: the V-PCC stream's own (from its geometry QP), else the all-rate ratio.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Decode an .imc stream to PLY (a directory of PLYs for several frames)."""

@@ -200,7 +200,7 @@ def train_restore(
     data: EnhanceData = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("restore.pt"),
     rate: Annotated[Optional[list[str]], typer.Option("--rate", help="Rates to train on (repeatable; default r1..r5; one rate makes a per-rate model).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=0, help="Epochs (0 with --init: keep the weights, tune their keep ratios again).")] = 5,
+    epochs: Annotated[int, typer.Option("--epochs", min=0, help="Epochs (0 with --init: keep the weights, tune their keep ratios and support weights again).")] = 5,
     steps: StepsOpt = 120,
     batch_size: BatchOpt = 3,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
