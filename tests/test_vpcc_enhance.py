@@ -558,3 +558,33 @@ def test_local_reference_is_the_occupied_mean_of_each_window(rng):
             n = m[0, 0][win].sum()
             want = (d[0, 0][win] * m[0, 0][win]).sum() / n if n else d[0, 0, y, x]
             assert got[y, x] == pytest.approx(want, rel=1e-5)
+
+
+def test_keep_ratio_tuning_averages_sequences_not_frames(restore_file):
+    """Two frames of one sequence weigh as much as one frame of another: the tuned gains equal the
+    mean of the two sequences' own tunings."""
+    from dataclasses import replace
+
+    from imcodec.learned.train_restore import sequence_of, tune_keep_ratios
+
+    assert sequence_of("/d/soldier_q08_0536.ply") == sequence_of("soldier_q08_0537.ply") != sequence_of(
+        "basketball_player_00000001_vox10.ply")
+    model, _ = load_restorer("r1", restore_file)
+    rng = np.random.default_rng(3)
+    e = np.zeros((1, 1))
+
+    def pair(name, seed, drop):
+        org = make_cloud("sphere", bits=6, seed=seed).points.astype(np.int64)
+        dec = org + rng.integers(-1, 2, size=org.shape) * (rng.random((len(org), 1)) < 0.3)
+        return DepthPair(name, "r1", e, e, e, e, e, e, dec[rng.random(len(dec)) >= drop], org)
+
+    a = pair("a_0001.ply", 4, 0.25)
+    a2 = replace(a, name="a_0002.ply")
+    b = pair("b_0001.ply", 5, 0.0)
+    one = [(0.0, 0.0)]
+    both = tune_keep_ratios(model, [a, a2, b], supports=one)["gains"]["r1"]
+    ga = tune_keep_ratios(model, [a], supports=one)["gains"]["r1"]
+    gb = tune_keep_ratios(model, [b], supports=one)["gains"]["r1"]
+    assert both == pytest.approx((np.array(ga) + np.array(gb)) / 2, abs=2e-4)
+    frames = (2 * np.array(ga) + np.array(gb)) / 3
+    assert not np.allclose(both, frames, atol=2e-4)  # the frame mean would differ

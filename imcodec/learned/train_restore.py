@@ -63,6 +63,14 @@ def keep_ratios(pairs: list) -> dict[str, float]:
     return out
 
 
+def sequence_of(name: str) -> str:
+    """The sequence a training frame belongs to: its file stem with every run of 3 or more digits (the
+    frame number) replaced by '#' ("soldier_q08_0536.ply" -> "soldier_q08_#")."""
+    import re
+
+    return re.sub(r"\d{3,}", "#", Path(name).stem)
+
+
 TUNE_RATIOS = tuple(round(0.9 + 0.005 * i, 3) for i in range(101))  # 0.9..1.4
 TUNE_SUPPORT = tuple((tw, nw) for tw in (0.0, 0.5, 1.0, 2.0, 3.0) for nw in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5))
 
@@ -71,7 +79,9 @@ def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, supports=TUNE_SUPPO
                      progress=None) -> dict[str, Any]:
     """Keep ratio and support weights (:mod:`imcodec.learned.keep`) per rate, and over all rates
     ("all"), that maximise the mean D1 PSNR gain on the training pairs (the synthetic ones only when
-    there are no others).
+    there are no others). The mean is over sequences (:func:`sequence_of`), each the mean of its
+    frames: with soldier 0536 and 0537 and basketball 1, a plain mean over frames picked soldier's
+    ratios, 0.025 above basketball's best at r1.
 
     Each pair is evaluated whole: its candidates scored once, then for every (tangent, normal)
     support pair in ``supports`` the D1 of every ratio comes from one
@@ -89,7 +99,7 @@ def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, supports=TUNE_SUPPO
 
     real = [p for p in pairs if not p.name.startswith("synth:")] or list(pairs)
     ratios = np.asarray(ratios, np.float64)
-    gains: dict[str, list[np.ndarray]] = {}  # rate -> per pair (supports, ratios) dB gains
+    gains: dict[str, dict[str, list[np.ndarray]]] = {}  # rate -> sequence -> per pair (supports, ratios) dB gains
     for n, pair in enumerate(real):
         dec = np.unique(pair.decoded, axis=0)
         base = d1_scorer(pair.original)(dec)
@@ -98,10 +108,13 @@ def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, supports=TUNE_SUPPO
         terms = support_terms(cand, logit)
         ks = np.clip(np.rint(ratios * len(dec)).astype(np.int64), 1, len(cand))
         table = np.stack([curve.psnr(ranking(rescore(logit, terms, w)), ks) - base for w in supports])
-        gains.setdefault(pair.rate, []).append(table)
+        gains.setdefault(pair.rate, {}).setdefault(sequence_of(pair.name), []).append(table)
         if progress is not None:
             progress(n + 1, len(real), f"tuning {pair.rate}")
-    mean = {rate: np.mean(tables, axis=0) for rate, tables in gains.items()}
+    # frames of one sequence count together, so a sequence with more training frames does not decide alone
+    mean = {}
+    for rate, by_seq in gains.items():
+        mean[rate] = np.mean([np.mean(tables, axis=0) for tables in by_seq.values()], axis=0)
     mean["all"] = np.mean(list(mean.values()), axis=0)
     keep, support, curves, by_support = {}, {}, {}, {}
     for rate, table in mean.items():
