@@ -80,8 +80,8 @@ def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, supports=TUNE_SUPPO
     """Keep ratio and support weights (:mod:`imcodec.learned.keep`) per rate, and over all rates
     ("all"), that maximise the mean D1 PSNR gain on the training pairs (the synthetic ones only when
     there are no others). The mean is over sequences (:func:`sequence_of`), each the mean of its
-    frames: with soldier 0536 and 0537 and basketball 1, a plain mean over frames picked soldier's
-    ratios, 0.025 above basketball's best at r1.
+    frames, so a sequence with more training frames does not count more (on soldier 0536/0537 and
+    basketball 1 this chose the same per-rate values as the mean over frames; only "all" changed).
 
     Each pair is evaluated whole: its candidates scored once, then for every (tangent, normal)
     support pair in ``supports`` the D1 of every ratio comes from one
