@@ -210,9 +210,9 @@ def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_
 
 
 def _retune_restore(start, pairs, out, clouds, rates, threads, command, on_step) -> dict[str, Any]:
-    """``train restore --epochs 0``: the ``--init`` weights unchanged, their keep ratios tuned again on
-    ``pairs`` (the tuned rates replaced; "all" only when several rates are tuned). The meta keeps the
-    training record and adds a "retune" entry."""
+    """``train restore --epochs 0``: the ``--init`` weights unchanged, their keep ratios and support
+    weights tuned again on ``pairs`` (the tuned rates replaced; "all" only when several rates are
+    tuned). The meta keeps the training record and adds a "retune" entry."""
     import time
 
     import torch

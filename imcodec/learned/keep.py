@@ -148,6 +148,8 @@ class D1Curve:
 
     def mse(self, order: np.ndarray, ks) -> tuple[np.ndarray, np.ndarray]:
         """(original -> kept, kept -> original) mean squared errors for each k in ``ks``."""
+        from scipy.spatial import cKDTree
+
         ks = np.asarray(ks, np.int64)
         if len(ks) == 0 or np.any(ks < 1) or np.any(ks > self.m):
             raise ValueError(f"k must be within 1..{self.m}")
@@ -179,8 +181,6 @@ class D1Curve:
         for i, k in enumerate(ks):
             rows = np.flatnonzero(lone_rank >= k) if len(lone) else []
             if len(rows):
-                from scipy.spatial import cKDTree
-
                 dist = cKDTree(self.tree.data[order[:k]]).query(self.ref[lone[rows]], workers=self.workers)[0]
                 fwd[i] += float(np.sum(np.rint(dist ** 2) - lone_floor[rows]))
         back = np.cumsum(self.to_ref[order])
