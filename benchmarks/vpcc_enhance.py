@@ -5,8 +5,8 @@ is V-PCC coded (geometry only, the codec's defaults) at CTC rates r1..r5; its su
 decoded four ways: the plain decoder, the decoder with the depth denoiser (``--denoise-depth``,
 shipped weights: the look-up-table denoiser), the decoder with the peer denoiser (``--peer-denoiser``,
 default the shipped CNN; columns ``*_peer``) and the plain decoder followed by artifact removal
-(``imcodec restore``, shipped all-rate weights, with the rate's keep ratio); at the restore rates also
-the LUT-denoised cloud restored with the same keep ratio (what ``decode --denoise-depth --restore``
+(``imcodec restore``, shipped all-rate weights, with the rate's keep count); at the restore rates also
+the LUT-denoised cloud restored with the same keep rule (what ``decode --denoise-depth --restore``
 does; columns ``*_denoised_restored``), and both again with the ratios ``encode --restore-hint``
 would send (``hint_ratio`` and ``hint_ratio_denoised``, found against the source in ``hint_s``
 together; columns ``*_hinted``). D1 PSNR is symmetric, peak 1023 (imcodec.metrics,
@@ -115,7 +115,8 @@ def run_frame(path: Path, restore_rates, repeat: int, dn_weights=None, rs_weight
             rest = restore_cloud(model, info, plain, rate, threads=2)
             t_rs = time.perf_counter() - t0
             row.update({"d1_psnr_restored": d1(ref, rest), "points_out_restored": len(rest),
-                        "restore_s": round(t_rs, 3), "keep_ratio": info["keep_ratio"], "support": info["support"],
+                        "restore_s": round(t_rs, 3), "keep_ratio": info["keep_ratio"],
+                        "keep_exponent": info["keep_exponent"], "support": info["support"],
                         "decode_ratio_restored": round((t_plain + t_rs) / t_plain, 2)})
             t_floor = first_layer_s(model, plain, repeat)
             row.update({"restore_first_layer_s": round(t_floor, 4),

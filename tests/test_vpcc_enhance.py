@@ -248,6 +248,41 @@ def test_restore_keeps_k_candidates_within_one_voxel(restore_file):
     assert np.array_equal(np.sort(out, axis=0), np.sort(again, axis=0))
 
 
+def test_keep_exponent_counts_from_the_networks_expected_occupancy(tmp_path):
+    """With meta.keep_exponent a < 1 the kept count is round(ratio x N^a x E^(1-a)), E the sum of the
+    candidates' sigmoid probabilities (computed here from the raw logits); without the entry, and for
+    a hinted ratio, it stays round(ratio x N). A malformed exponent is refused on load."""
+    from imcodec.learned.restore import restore_cloud
+    from imcodec.learned.upsample import score_candidates
+    from imcodec.types import PointCloud
+
+    torch.manual_seed(3)
+    model = build_model(restore_config((4, 8), head_channels=4, head_convs=0))
+    pts = np.unique(make_cloud("sphere", bits=6, seed=2).points.astype(np.int64), axis=0)
+    _, logit = score_candidates(model.eval(), pts, 32, 8)
+    expected = float(np.sum(1.0 / (1.0 + np.exp(-logit.astype(np.float64)))))
+    assert abs(expected - len(pts)) > 20  # the two counts differ, so the test can tell them apart
+    for a in (0.0, 0.5):
+        path = tmp_path / f"e{a}.pt"
+        path.write_bytes(restore_bytes(model, "r2", {"r2": 1.1}, exponent={"r2": a}))
+        m, info = load_restorer("r2", path)
+        assert info["keep_exponent"] == a
+        out = restore_cloud(m, info, PointCloud(pts.astype(np.float64), None), "r2")
+        assert len(out) == round(1.1 * len(pts) ** a * expected ** (1 - a))
+        hinted = restore_cloud(m, info, PointCloud(pts.astype(np.float64), None), "r2", ratio=1.05)
+        assert len(hinted) == round(1.05 * len(pts))
+    path = tmp_path / "old.pt"
+    path.write_bytes(restore_bytes(model, "r2", {"r2": 1.1}))
+    m, info = load_restorer("r2", path)
+    assert info["keep_exponent"] == 1.0
+    assert len(restore_points(m, pts, info["keep_ratio"], chunk=32, margin=8)) == round(1.1 * len(pts))
+    for bad in (1.5, "x", True):
+        path = tmp_path / "bad.pt"
+        path.write_bytes(restore_bytes(model, "r2", {"r2": 1.1}, meta={"keep_exponent": {"r2": bad}}))
+        with pytest.raises(InputError, match="keep exponent"):
+            load_restorer("r2", path)
+
+
 def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, run_cli, tmp_path):
     from imcodec.io.ply import read_ply, write_ply
 
@@ -335,12 +370,13 @@ def test_cli_restore_decode_and_train(vpcc_stream, denoise_file, restore_file, r
               "--cache-dir", tmp_path / "cache", "--json")
     code, out, err = run_cli(*retune, "--init", tmp_path / "r.pt", "-o", tmp_path / "r_rt.pt")
     assert code == 0, err
-    from imcodec.learned.train_restore import TUNE_RATIOS, TUNE_SUPPORT
+    from imcodec.learned.train_restore import TUNE_EXPONENTS, TUNE_RATIOS, TUNE_SUPPORT
 
     (m0, i0), (m1, i1) = load_restorer("r2", tmp_path / "r.pt"), load_restorer("r2", tmp_path / "r_rt.pt")
     assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m1.state_dict().values()))
     assert i1["keep_ratio"] in TUNE_RATIOS and i1["meta"]["keep_ratio"]["r2"] == i1["keep_ratio"]
     assert i1["support"] in TUNE_SUPPORT and i1["meta"]["support"]["r2"] == list(i1["support"])
+    assert i1["keep_exponent"] in TUNE_EXPONENTS and i1["meta"]["keep_exponent"]["r2"] == i1["keep_exponent"]
     assert i1["meta"]["history"] == i0["meta"]["history"] and i1["meta"]["retune"]["rates"] == ["r2"]
     assert i1["meta"]["retune"]["keep_ratio_before"] == i0["meta"]["keep_ratio"]
     code, out, err = run_cli(*retune, "-o", tmp_path / "r_rt2.pt")
@@ -508,7 +544,7 @@ def test_damaged_source_count_is_a_bitstream_error():
 
 
 def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):
-    from imcodec.learned.train_restore import TUNE_RATIOS, TUNE_SUPPORT, keep_ratios, tune_keep_ratios
+    from imcodec.learned.train_restore import TUNE_EXPONENTS, TUNE_RATIOS, TUNE_SUPPORT, keep_ratios, tune_keep_ratios
 
     model, _ = load_restorer("r1", restore_file)
     org = make_cloud("sphere", bits=6, seed=2).points.astype(np.int64)
@@ -525,18 +561,21 @@ def test_keep_ratio_tuning_picks_listed_ratios_per_rate(restore_file):
     assert all(tuple(w) in TUNE_SUPPORT for w in tuned["support"].values())
     assert len(tuned["gains"]["r1"]) == len(TUNE_RATIOS)
     assert len(tuned["best_by_support"]["r1"]) == len(TUNE_SUPPORT)
+    assert all(a in TUNE_EXPONENTS for a in tuned["keep_exponent"].values())
+    assert len(tuned["best_by_exponent"]["r1"]) == len(TUNE_EXPONENTS)
     # each gain is the whole cloud's D1 gain of restore at that ratio with the chosen support weights
-    # (pc_error metrics, normals estimated)
+    # and exponent (pc_error metrics, normals estimated)
     ref = PointCloud(org.astype(np.float64), None)
     dec = np.unique(pairs[0].decoded, axis=0)
     d1 = lambda p: compute_metrics(ref, PointCloud(p.astype(np.float64), None), 1023.0)["d1_psnr"]
-    support = tuned["support"]["r1"]
+    support, exponent = tuned["support"]["r1"], tuned["keep_exponent"]["r1"]
     for i in (0, TUNE_RATIOS.index(1.05), len(TUNE_RATIOS) - 1):
-        out = restore_points(model, dec, TUNE_RATIOS[i], support=support)
+        out = restore_points(model, dec, TUNE_RATIOS[i], support=support, exponent=exponent)
         assert tuned["gains"]["r1"][i] == pytest.approx(d1(out) - d1(dec), abs=1e-4)
     best = tuned["keep_ratio"]["r1"]
     assert tuned["gains"]["r1"][TUNE_RATIOS.index(best)] == max(tuned["gains"]["r1"])
     assert max(tuned["gains"]["r1"]) == pytest.approx(max(tuned["best_by_support"]["r1"]))
+    assert max(tuned["gains"]["r1"]) == pytest.approx(max(tuned["best_by_exponent"]["r1"]))
     # and no other support pair does better at its best ratio (one checked directly)
     other = next(w for w in TUNE_SUPPORT if tuple(w) != tuple(support))
     assert max(d1(restore_points(model, dec, r, support=other)) for r in (0.95, 1.0, 1.05)) - d1(dec) <= (

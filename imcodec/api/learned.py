@@ -202,7 +202,8 @@ def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_
             "seconds": summary["seconds"], "parameters": summary["parameters"], "torch": str(torch.__version__),
             "count_ratio": summary["count_ratio"], "tuning": summary["tuning"]}
     rate = rates[0] if len(rates) == 1 else "all"
-    write_bytes_atomic(out, weights_bytes(model, rate, summary["keep_ratio"], meta, summary["support"]))
+    write_bytes_atomic(out, weights_bytes(model, rate, summary["keep_ratio"], meta, summary["support"],
+                                          summary["keep_exponent"]))
     last = summary["history"][-1] if summary["history"] else {}
     return {"weights": str(out), "rate": rate, "pairs": len(pairs), "parameters": summary["parameters"],
             "seconds": summary["seconds"], "keep_ratio": summary["keep_ratio"].get(rate),
@@ -210,8 +211,8 @@ def train_restore(data: list[str], output: PathLike, epochs: int = 6, steps_per_
 
 
 def _retune_restore(start, pairs, out, clouds, rates, threads, command, on_step) -> dict[str, Any]:
-    """``train restore --epochs 0``: the ``--init`` weights unchanged, their keep ratios and support
-    weights tuned again on ``pairs`` (the tuned rates replaced; "all" only when several rates are
+    """``train restore --epochs 0``: the ``--init`` weights unchanged, their keep ratios, keep exponents
+    and support weights tuned again on ``pairs`` (the tuned rates replaced; "all" only when several rates are
     tuned). The meta keeps the training record and adds a "retune" entry."""
     import time
 
@@ -230,17 +231,22 @@ def _retune_restore(start, pairs, out, clouds, rates, threads, command, on_step)
     meta = dict(info["meta"])
     keep = dict(meta.pop("keep_ratio", {}))
     support = {r: tuple(v) for r, v in meta.pop("support", {}).items()}
+    # rates not tuned again keep their counts: exponent 1 where the file predates the exponent
+    exponent = {r: 1.0 for r in keep} | dict(meta.pop("keep_exponent", {}))
     tuned_rates = [r for r in tuned["keep_ratio"] if r != "all" or len(rates) > 1]
     keep.update({r: tuned["keep_ratio"][r] for r in tuned_rates})
     support.update({r: tuned["support"][r] for r in tuned_rates})
+    exponent.update({r: tuned["keep_exponent"][r] for r in tuned_rates})
     meta["retune"] = {"command": command, "data": [name for name, _ in clouds], "rates": list(rates),
                       "seconds": round(time.perf_counter() - t0, 1), "tuning": tuned,
                       "keep_ratio_before": info["meta"].get("keep_ratio"),
-                      "support_before": info["meta"].get("support")}
-    write_bytes_atomic(out, weights_bytes(model, info["rate"], keep, meta, support))
+                      "support_before": info["meta"].get("support"),
+                      "keep_exponent_before": info["meta"].get("keep_exponent")}
+    write_bytes_atomic(out, weights_bytes(model, info["rate"], keep, meta, support, exponent))
     rate = rates[0] if len(rates) == 1 else "all"
     return {"weights": str(out), "rate": info["rate"], "pairs": len(pairs), "retuned": True,
-            "keep_ratio": keep.get(rate), "support": support.get(rate), "seconds": meta["retune"]["seconds"]}
+            "keep_ratio": keep.get(rate), "keep_exponent": exponent.get(rate), "support": support.get(rate),
+            "seconds": meta["retune"]["seconds"]}
 
 
 def restore(src: PathLike, dst: PathLike, rate: str | None = None, weights: PathLike | None = None,
@@ -264,6 +270,7 @@ def restore(src: PathLike, dst: PathLike, rate: str | None = None, weights: Path
     write_ply(out, dst)
     return {"input": str(src), "output": str(dst), "input_points": len(cloud), "output_points": len(out),
             "rate": rate or "any", "keep_ratio": None if points is not None else round(info["keep_ratio"], 5),
+            "keep_exponent": None if points is not None else info["keep_exponent"],
             "support": list(info["support"]), "weights": info["weights"],
             "seconds": round(seconds, 3)}
 

@@ -200,7 +200,7 @@ def train_restore(
     data: EnhanceData = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Weights file to write.")] = Path("restore.pt"),
     rate: Annotated[Optional[list[str]], typer.Option("--rate", help="Rates to train on (repeatable; default r1..r5; one rate makes a per-rate model).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=0, help="Epochs (0 with --init: keep the weights, tune their keep ratios and support weights again).")] = 5,
+    epochs: Annotated[int, typer.Option("--epochs", min=0, help="Epochs (0 with --init: keep the weights, tune their keep ratios, keep exponents and support weights again).")] = 5,
     steps: StepsOpt = 120,
     batch_size: BatchOpt = 3,
     crop: Annotated[int, typer.Option("--crop", help="Crop edge in voxels.")] = 64,
@@ -234,7 +234,7 @@ def restore(
     rate: Annotated[Optional[str], typer.Option("--rate", help="Rate the cloud was coded at (r1..r5); default: a model for all rates.")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file (default: the shipped ones).")] = None,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
-    points: Annotated[Optional[int], typer.Option("--points", min=1, help="Keep this many points (e.g. the source's count) instead of the rate's keep ratio.")] = None,
+    points: Annotated[Optional[int], typer.Option("--points", min=1, help="Keep this many points (e.g. the source's count) instead of the rate's keep count.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Learned geometry artifact removal on a decoded cloud (sparse-conv voxel classification)."""

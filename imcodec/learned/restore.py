@@ -5,11 +5,13 @@ IEEE Trans. Multimedia 2021: a sparse-convolution network looks at the decoded c
 voxel within one voxel (Chebyshev) of a decoded point and classifies each as occupied or not
 (binary cross-entropy against the original cloud in training). Each candidate's logit is then
 shifted by the support of its neighbours' logits, across and along the local surface normal
-(:mod:`imcodec.learned.keep`), and the output keeps the k = round(ratio x N) best-scoring
-candidates, N the decoded voxels; ``ratio`` and the two support weights are the ones that
-maximised the mean D1 PSNR gain on the training frames at that rate (or over all rates for the
-default model; :func:`imcodec.learned.train_restore.tune_keep_ratios`), so the tool both adds
-missing surface and drops misplaced points.
+(:mod:`imcodec.learned.keep`), and the output keeps the k = round(ratio x N^a x E^(1-a))
+best-scoring candidates, N the decoded voxels and E the network's expected count of occupied
+candidates (the sum of their sigmoid probabilities; :func:`imcodec.learned.keep.keep_count`);
+``ratio``, the exponent ``a`` and the two support weights are the ones that maximised the mean D1
+PSNR gain on the training frames at that rate (or over all rates for the default model;
+:func:`imcodec.learned.train_restore.tune_keep_ratios`), so the tool both adds missing surface and
+drops misplaced points.
 
 The best ratio varies from frame to frame (on the training frames by up to 0.07 at one rate, worth
 up to 0.5 dB), and only the encoder, which has the original, can find it: ``encode --restore-hint``
@@ -24,8 +26,10 @@ with a context margin (:func:`imcodec.learned.upsample.score_candidates`), so me
 
 Weights files have task "restore", the architecture config and a ``rate`` field ("all" for a model
 trained across r1..r5, else the one rate it was trained for); ``meta.keep_ratio`` maps rates (and
-"all") to the ratio above, ``meta.support`` to the (tangent, normal) support weights (absent in
-older files: no rescoring).
+"all") to the ratio above, ``meta.keep_exponent`` to the exponent ``a`` (absent in older files:
+1, the count follows N alone) and ``meta.support`` to the (tangent, normal) support weights (absent
+in older files: no rescoring). A ratio sent by ``encode --restore-hint`` is always per decoded voxel
+(exponent 1).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import numpy as np
 import torch
 
 from imcodec.errors import InputError, UsageError
-from imcodec.learned.keep import D1Curve, ranking, rescore, support_terms, top_k
+from imcodec.learned.keep import D1Curve, expected_count, keep_count, ranking, rescore, support_terms, top_k
 from imcodec.learned.models import ARCH, PUDenseUpsampler, UpsamplerConfig, build_model
 from imcodec.types import PointCloud
 
@@ -58,15 +62,19 @@ def restore_config(channels: tuple[int, ...] = (8, 16, 24, 32), head_channels: i
 
 def weights_bytes(model: PUDenseUpsampler, rate: str, keep_ratio: dict[str, float],
                   meta: dict[str, Any] | None = None,
-                  support: dict[str, tuple[float, float]] | None = None) -> bytes:
+                  support: dict[str, tuple[float, float]] | None = None,
+                  exponent: dict[str, float] | None = None) -> bytes:
     """The model as an imcodec weights file (task "restore"; see :mod:`imcodec.learned.zoo`);
-    ``support`` maps rates to the (tangent, normal) weights of :mod:`imcodec.learned.keep`."""
+    ``support`` maps rates to the (tangent, normal) weights of :mod:`imcodec.learned.keep`,
+    ``exponent`` to the keep-count exponent (:func:`imcodec.learned.keep.keep_count`)."""
     from imcodec.learned.zoo import FORMAT, FORMAT_VERSION, payload_bytes
 
     meta = dict(meta or {})
     meta["keep_ratio"] = {k: float(v) for k, v in keep_ratio.items()}
     if support:
         meta["support"] = {k: [float(v[0]), float(v[1])] for k, v in support.items()}
+    if exponent:
+        meta["keep_exponent"] = {k: float(v) for k, v in exponent.items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": TASK, "arch": ARCH, "factor": 1,
                "rate": rate, "config": model.config.to_dict(),
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -121,18 +129,24 @@ def load_restorer(rate: str | None = None, weights: str | os.PathLike | None = N
         support = (float(support[0]), float(support[1]))
     except (TypeError, ValueError, IndexError):
         raise InputError(f"{path}: weights file has a malformed support entry for rate {key}: {support!r}") from None
+    exponent = payload.get("meta", {}).get("keep_exponent", {}).get(key, 1.0)
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or not 0.0 <= exponent <= 1.0:
+        raise InputError(f"{path}: weights file has a malformed keep exponent for rate {key}: {exponent!r} "
+                         f"(expected a number within 0..1)")
     model.eval()
-    return model, {"weights": str(path), "rate": trained, "keep_ratio": float(ratios[key]), "support": support,
+    return model, {"weights": str(path), "rate": trained, "keep_ratio": float(ratios[key]),
+                   "keep_exponent": float(exponent), "support": support,
                    "config": payload["config"], "meta": payload.get("meta", {})}
 
 
 def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: float, chunk: int = 128,
                    margin: int = 16, progress=None, keep: int | None = None,
-                   support: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+                   support: tuple[float, float] = (0.0, 0.0), exponent: float = 1.0) -> np.ndarray:
     """The k best-scoring voxels around the voxelised cloud ``points`` ((N, 3) integer-valued,
-    duplicates merged first): (k, 3) int64, k = ``keep`` when given, else round(keep_ratio x N).
-    Scores are the network's logits shifted by the neighbour support terms with ``support`` weights
-    (:func:`imcodec.learned.keep.rescore`)."""
+    duplicates merged first): (k, 3) int64, k = ``keep`` when given, else
+    :func:`imcodec.learned.keep.keep_count` of N, the network's expected count, ``keep_ratio`` and
+    ``exponent`` (exponent 1: round(keep_ratio x N)). Scores are the network's logits shifted by the
+    neighbour support terms with ``support`` weights (:func:`imcodec.learned.keep.rescore`)."""
 
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[1] != 3:
@@ -147,30 +161,33 @@ def restore_points(model: PUDenseUpsampler, points: np.ndarray, keep_ratio: floa
     pts = np.unique(np.rint(pts).astype(np.int64), axis=0)
     if len(pts) == 0:
         return pts.reshape(0, 3)
-    cand, scores = candidate_scores(model, pts, support, chunk, margin, progress)
-    k = int(keep) if keep is not None else int(round(keep_ratio * len(pts)))
+    cand, scores, expected = candidate_scores(model, pts, support, chunk, margin, progress)
+    k = int(keep) if keep is not None else keep_count(len(pts), expected, keep_ratio, exponent)
     if k >= len(cand):
         return cand
     return cand[top_k(scores, k)]
 
 
 def candidate_scores(model: PUDenseUpsampler, voxels: np.ndarray, support: tuple[float, float] = (0.0, 0.0),
-                     chunk: int = 128, margin: int = 16, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """(candidates (M, 3) int64, their scores (M,) float32) around unique voxels: network logits
-    plus the ``support`` terms (:mod:`imcodec.learned.keep`)."""
+                     chunk: int = 128, margin: int = 16, progress=None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(candidates (M, 3) int64, their scores (M,) float32, the network's expected count of occupied
+    candidates) around unique voxels: scores are the network logits plus the ``support`` terms
+    (:mod:`imcodec.learned.keep`), the count is over the plain logits."""
     from imcodec.learned.upsample import score_candidates
 
     cand, logit = score_candidates(model, voxels, chunk, margin, progress=progress)
+    expected = expected_count(logit)
     if support[0] == 0.0 and support[1] == 0.0:
-        return cand, logit
-    return cand, rescore(logit, support_terms(cand, logit), support)
+        return cand, logit, expected
+    return cand, rescore(logit, support_terms(cand, logit), support), expected
 
 
 def restore_cloud(model: PUDenseUpsampler, info: dict[str, Any], cloud: PointCloud, rate: str | None = None,
                   threads: int | None = 2, progress=None, keep: int | None = None,
                   ratio: float | None = None) -> PointCloud:
-    """The restored cloud (colours, if any, from the nearest decoded point): the weights' keep ratio
-    (or ``ratio``, e.g. the stream's hint) x the decoded voxels, or ``keep`` points when given."""
+    """The restored cloud (colours, if any, from the nearest decoded point): the weights' keep count
+    (their ratio and exponent, :func:`imcodec.learned.keep.keep_count`), or ``ratio`` (e.g. the
+    stream's hint) x the decoded voxels, or ``keep`` points when given."""
     from imcodec.learned.upsample import nearest_colors
 
     before = torch.get_num_threads()
@@ -178,7 +195,8 @@ def restore_cloud(model: PUDenseUpsampler, info: dict[str, Any], cloud: PointClo
         torch.set_num_threads(threads)
     try:
         pts = restore_points(model, cloud.points, info["keep_ratio"] if ratio is None else ratio,
-                             progress=progress, keep=keep, support=info.get("support", (0.0, 0.0)))
+                             progress=progress, keep=keep, support=info.get("support", (0.0, 0.0)),
+                             exponent=info.get("keep_exponent", 1.0) if ratio is None else 1.0)
     finally:
         torch.set_num_threads(before)
     colors = None
@@ -244,7 +262,7 @@ def best_keep_ratio(model: PUDenseUpsampler, decoded: np.ndarray, original: np.n
     if len(dec) == 0 or len(original) == 0:
         return {"ratio": 1.0, "gain_db": 0.0, "evaluations": 0}
     base = d1_scorer(original)(dec)
-    cand, scores = candidate_scores(model, dec, support, chunk, margin)
+    cand, scores, _ = candidate_scores(model, dec, support, chunk, margin)
     permille = np.arange(HINT_RATIOS[0], HINT_RATIOS[1] + 1)
     ks = np.minimum(np.rint(permille / 1000 * len(dec)).astype(np.int64), len(cand))
     ks = np.maximum(ks, 1)
