@@ -18,7 +18,10 @@ network's logit. On the training frames at r1 they moved D1 by +0.1 (basketball)
 Normals come from :func:`imcodec.vpcc.segment.estimate_normals_grid` over the candidates themselves
 (a three-voxel-thick shell around the decoded surface, whose principal axes are the surface's).
 
-:func:`d1_curve` gives the D1 PSNR of the best ``k`` candidates for many ``k`` from one neighbour
+How many to keep: :func:`keep_count`, from the decoded voxel count and the network's expected count
+of occupied candidates (:func:`expected_count`), with a per-rate ratio and exponent.
+
+:class:`D1Curve` gives the D1 PSNR of the best ``k`` candidates for many ``k`` from one neighbour
 search, instead of one full metric run per ``k``: restored -> original distances do not depend on
 the other kept voxels, so they are a running sum in score order; for original -> restored each
 original point's error only drops when one of its ``NEIGHBOURS`` nearest candidates is first kept,
@@ -110,7 +113,7 @@ def keep_count(n: int, expected: float, ratio: float, exponent: float = 1.0) -> 
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the ``k`` highest scores (ties broken by index, as the ranking of :func:`d1_curve`)."""
+    """Boolean mask of the ``k`` highest scores (ties broken by index, as in :func:`ranking`)."""
     mask = np.zeros(len(scores), bool)
     mask[ranking(scores)[:max(0, min(int(k), len(scores)))]] = True
     return mask

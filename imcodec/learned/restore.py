@@ -43,7 +43,16 @@ import numpy as np
 import torch
 
 from imcodec.errors import InputError, UsageError
-from imcodec.learned.keep import D1Curve, expected_count, keep_count, ranking, rescore, support_terms, top_k
+from imcodec.learned.keep import (
+    D1Curve,
+    d1_psnr,
+    expected_count,
+    keep_count,
+    ranking,
+    rescore,
+    support_terms,
+    top_k,
+)
 from imcodec.learned.models import ARCH, PUDenseUpsampler, UpsamplerConfig, build_model
 from imcodec.types import PointCloud
 
@@ -239,15 +248,6 @@ def hinted_ratio(components: dict[str, bytes], denoised: bool = False) -> float 
     return values[0] / 1000
 
 
-def d1_scorer(original: np.ndarray):
-    """``d1(points) -> float``: the symmetric D1 PSNR (peak 1023, pc_error's definition via
-    :func:`imcodec.metrics.psnr.compute_metrics`) of voxels against ``original``."""
-    from imcodec.learned.keep import d1_psnr
-
-    ref = np.unique(np.asarray(original), axis=0)
-    return lambda pts: d1_psnr(pts, ref)
-
-
 HINT_RATIOS = (850, 1400)  # per mille: the range best_keep_ratio searches
 
 
@@ -261,7 +261,7 @@ def best_keep_ratio(model: PUDenseUpsampler, decoded: np.ndarray, original: np.n
     dec = np.unique(np.rint(np.asarray(decoded)).astype(np.int64), axis=0)
     if len(dec) == 0 or len(original) == 0:
         return {"ratio": 1.0, "gain_db": 0.0, "evaluations": 0}
-    base = d1_scorer(original)(dec)
+    base = d1_psnr(dec, original)
     cand, scores, _ = candidate_scores(model, dec, support, chunk, margin)
     permille = np.arange(HINT_RATIOS[0], HINT_RATIOS[1] + 1)
     ks = np.minimum(np.rint(permille / 1000 * len(dec)).astype(np.int64), len(cand))

@@ -78,9 +78,9 @@ TUNE_SUPPORT = tuple((tw, nw) for tw in (0.0, 0.5, 1.0, 2.0, 3.0) for nw in (0.0
 
 
 def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, supports=TUNE_SUPPORT,
-                     progress=None, exponents=TUNE_EXPONENTS) -> dict[str, Any]:
-    """Keep ratio, keep exponent and support weights (:mod:`imcodec.learned.keep`) per rate, and over all rates
-    ("all"), that maximise the mean D1 PSNR gain on the training pairs (the synthetic ones only when
+                     exponents=TUNE_EXPONENTS, progress=None) -> dict[str, Any]:
+    """Keep ratio, keep exponent and support weights (:mod:`imcodec.learned.keep`) per rate, and over
+    all rates ("all"), that maximise the mean D1 PSNR gain on the training pairs (the synthetic ones only when
     there are no others). The mean is over sequences (:func:`sequence_of`), each the mean of its
     frames, so a sequence with more training frames does not count more (on soldier 0536/0537 and
     basketball 1 this chose the same per-rate values as the mean over frames; only "all" changed).
@@ -89,8 +89,9 @@ def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, supports=TUNE_SUPPO
     support pair in ``supports`` the D1 of every (exponent, ratio) count
     (:func:`imcodec.learned.keep.keep_count`) comes from one :class:`imcodec.learned.keep.D1Curve`
     pass. (With the exponent fixed at 1, as before it was tuned, the shipped network's ratios suited
-    soldier better than basketball by 0.05-0.07 at r3..r5, costing basketball 0.3-0.5 dB there.) (Tuning used to score a 120-voxel slab of the torso,
-    for speed; on the shipped network it chose ratios 0.01..0.04 above the whole frames' best.)
+    soldier better than basketball by 0.05-0.07 at r3..r5, costing basketball 0.3-0.5 dB there.
+    Tuning used to score a 120-voxel slab of the torso, for speed; on the shipped network it chose
+    ratios 0.01..0.04 above the whole frames' best.)
     D1 is the symmetric maximum of the two directions' errors, so its gain peaks sharply where adding
     voxels stops helping original -> restored more than it hurts restored -> original.
     Returns {"keep_ratio": {rate: ratio}, "keep_exponent": {rate: exponent}, "support": {rate:
@@ -98,16 +99,16 @@ def tune_keep_ratios(model, pairs: list, ratios=TUNE_RATIOS, supports=TUNE_SUPPO
     exponent]}, "best_by_support": {rate: [best mean gain per support]}, "best_by_exponent": {rate:
     [best mean gain per exponent]}, "ratios": [...], "exponents": [...], "supports": [...]}.
     """
-    from imcodec.learned.keep import D1Curve, expected_count, keep_count, ranking, rescore, support_terms
-    from imcodec.learned.restore import d1_scorer
+    from imcodec.learned.keep import D1Curve, d1_psnr, expected_count, keep_count, ranking, rescore, support_terms
     from imcodec.learned.upsample import score_candidates
 
     real = [p for p in pairs if not p.name.startswith("synth:")] or list(pairs)
     ratios = np.asarray(ratios, np.float64)
-    gains: dict[str, dict[str, list[np.ndarray]]] = {}  # rate -> sequence -> per pair (supports, exponents, ratios) dB gains
+    # rate -> sequence -> per pair (supports, exponents, ratios) dB gains
+    gains: dict[str, dict[str, list[np.ndarray]]] = {}
     for n, pair in enumerate(real):
         dec = np.unique(pair.decoded, axis=0)
-        base = d1_scorer(pair.original)(dec)
+        base = d1_psnr(dec, pair.original)
         cand, logit = score_candidates(model, dec, 128, 16)
         curve = D1Curve(pair.original, cand)
         terms = support_terms(cand, logit)
