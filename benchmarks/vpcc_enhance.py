@@ -5,7 +5,8 @@ is V-PCC coded (geometry only, the codec's defaults) at CTC rates r1..r5; its su
 decoded four ways: the plain decoder, the decoder with the depth denoiser (``--denoise-depth``,
 shipped weights: the look-up-table denoiser), the decoder with the peer denoiser (``--peer-denoiser``,
 default the shipped CNN; columns ``*_peer``) and the plain decoder followed by artifact removal
-(``imcodec restore``, shipped all-rate weights, with the rate's keep count); at the restore rates also
+(``imcodec restore --rate``: the rate's shipped weights, its own file for r1 and r2, else the
+all-rate one, with the rate's keep count); at the restore rates also
 the LUT-denoised cloud restored with the same keep rule (what ``decode --denoise-depth --restore``
 does; columns ``*_denoised_restored``), and both again with the ratios ``encode --restore-hint``
 would send (``hint_ratio`` and ``hint_ratio_denoised``, found against the source in ``hint_s``

@@ -234,6 +234,34 @@ def test_wrong_weights_are_refused(denoise_file, restore_file):
     assert info["keep_ratio"] == pytest.approx(0.9)
 
 
+def test_shipped_restorer_prefers_the_rates_own_weights(tmp_path, monkeypatch):
+    """shipped_restorer(rate) takes restore_<rate>.pt when the package has it, else the all-rate
+    restore.pt (no rate, or a rate without its own file); and every shipped per-rate file loads for
+    its rate and is refused for another."""
+    from imcodec.learned import zoo
+    from imcodec.learned.restore import RATES, shipped_restorer
+
+    shipped = sorted(zoo.WEIGHTS_DIR.glob("restore_r*.pt"))
+    for path in shipped:
+        rate = path.stem.split("_")[1]
+        assert rate in RATES, path.name
+        _, info = load_restorer(rate)
+        assert info["rate"] == rate and info["weights"] == str(path)
+        other = "r5" if rate != "r5" else "r1"
+        with pytest.raises(InputError, match=f"rate {rate}, not {other}"):
+            load_restorer(other, path)
+    torch.manual_seed(2)
+    model = build_model(restore_config((4, 8), head_channels=4, head_convs=0))
+    (tmp_path / "restore.pt").write_bytes(restore_bytes(model, "all", {"all": 1.1, "r2": 1.2}))
+    (tmp_path / "restore_r1.pt").write_bytes(restore_bytes(model, "r1", {"r1": 0.95}))
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    assert shipped_restorer("r1") == tmp_path / "restore_r1.pt"
+    assert shipped_restorer("r2") == shipped_restorer(None) == tmp_path / "restore.pt"
+    assert load_restorer("r1")[1]["keep_ratio"] == pytest.approx(0.95)
+    assert load_restorer("r2")[1]["keep_ratio"] == pytest.approx(1.2)
+    assert load_restorer(None)[1]["keep_ratio"] == pytest.approx(1.1)
+
+
 def test_restore_keeps_k_candidates_within_one_voxel(restore_file):
     from scipy.spatial import cKDTree
 

@@ -75,7 +75,7 @@ def decode(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Depth-denoiser weights: a file, or the shipped 'lut' (default) or 'cnn'.")] = None,
     restore: Annotated[bool, typer.Option("--restore", help="Run learned geometry artifact removal on each decoded frame.")] = False,
     restore_weights: Annotated[Optional[Path], typer.Option("--restore-weights", help="Artifact-removal weights (default: the shipped ones).")] = None,
-    restore_rate: Annotated[Optional[str], typer.Option("--restore-rate", help="Rate (r1..r5) whose keep count and support weights --restore uses; default: the V-PCC stream's own (from its geometry QP), else the all-rate one.")] = None,
+    restore_rate: Annotated[Optional[str], typer.Option("--restore-rate", help="Rate (r1..r5) whose shipped model (r1, r2: their own; else the all-rate one), keep count and support weights --restore uses; default: the V-PCC stream's own (from its geometry QP), else the all-rate ones.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Decode an .imc stream to PLY (a directory of PLYs for several frames)."""

@@ -231,7 +231,7 @@ def train_restore(
 def restore(
     src: Annotated[Path, typer.Argument(help="Decoded voxelised PLY (e.g. V-PCC output).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output PLY.")],
-    rate: Annotated[Optional[str], typer.Option("--rate", help="Rate the cloud was coded at (r1..r5); default: a model for all rates.")] = None,
+    rate: Annotated[Optional[str], typer.Option("--rate", help="Rate the cloud was coded at (r1..r5: that rate's own shipped model where there is one, r1 and r2, else the all-rate model with the rate's keep count); default: the all-rate model and count.")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Weights file (default: the shipped ones).")] = None,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for PyTorch.")] = 2,
     points: Annotated[Optional[int], typer.Option("--points", min=1, help="Keep this many points (e.g. the source's count) instead of the rate's keep count.")] = None,

@@ -13,7 +13,8 @@ is refused as damaged (files without the field, from older versions, load unchec
 :func:`read_weights`: task "denoise-depth" (arch "dualpath-lut", :mod:`imcodec.learned.depth_lut`,
 shipped as the NumPy archive ``denoise_depth.npz``; arch "dualpath-cnn", :mod:`imcodec.learned.depth_denoise`, shipped as
 ``denoise_depth_cnn.pt``) and task "restore" with a ``rate`` field (:mod:`imcodec.learned.restore`,
-shipped as ``restore.pt``).
+shipped as ``restore.pt`` for all rates and ``restore_r1.pt`` / ``restore_r2.pt`` fine-tuned for one
+rate each; :func:`imcodec.learned.restore.shipped_restorer` picks the rate's own file when there is one).
 """
 
 from __future__ import annotations
