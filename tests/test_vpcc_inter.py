@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +17,7 @@ from imcodec.io.ply import read_ply, write_ply
 from imcodec.synth import make_sequence
 from imcodec.types import PointCloud
 from imcodec.vpcc.gofpack import match_patches
-from imcodec.vpcc.inter import GofRecord, check_sequence
+from imcodec.vpcc.inter import MODE_OWN, MODE_REF, MODE_REF_LAYERS, GofRecord, check_sequence
 from imcodec.metrics.parallel import CHUNK
 from imcodec.vpcc.encoder import atlas_frames
 from imcodec.vpcc.motion import DecodedFrame, block_hints, correspond, predict_atlas, predict_colors
@@ -30,9 +31,10 @@ def seq():
     return make_sequence("body", bits=8, frames=3, motion="rigid", color=True, seed=3)
 
 
-def _code(clouds, **options):
+def _code(clouds, attribute_layers=2, **options):
     codec = get_codec("vpcc")
-    cfg = codec.make_config({"rate": "r3", "gof": len(clouds), **options})
+    cfg = replace(codec.make_config({"rate": "r3", "gof": len(clouds), **options}),
+                  attribute_layers=attribute_layers)
     state = {"export_hints": True}
     codes = codec.encode_group(clouds, cfg, state)
     writer = StreamWriter(codec.codec_id, codec.stream_params(cfg))
@@ -97,7 +99,28 @@ def test_hints_cut_colour_bits(coded):
     off = sum(len(c.components["attribute_video"]) for c in coded[False][0])
     on = sum(len(c.components["attribute_video"]) for c in coded[True][0])
     assert on < 0.95 * off
-    assert [GofRecord.unpack(c.components["gof"]).mode for c in coded[True][0]] == [2, 1, 1]
+    # frames after the first: P-frames after the predicted T0 and T1 (two synthesised references)
+    assert [GofRecord.unpack(c.components["gof"]).mode for c in coded[True][0]] == [MODE_OWN] + [MODE_REF_LAYERS] * 2
+
+
+def test_one_texture_layer_predicts_t0_only(seq):
+    """With one texture layer the colour video follows one synthesised reference (MODE_REF, the
+    format of streams made before MODE_REF_LAYERS), and the decoder still reproduces the encoder."""
+    codes, data, _ = _code(seq, motion_hints=True, attribute_layers=1)
+    assert [GofRecord.unpack(c.components["gof"]).mode for c in codes] == [MODE_OWN, MODE_REF, MODE_REF]
+    codec = get_codec("vpcc")
+    header, entries = parse_stream(data)
+    state: dict = {}
+    for code, entry in zip(codes, entries):
+        dec = codec.decode_frame(read_frame(data, entry), header, state)
+        assert np.array_equal(dec.points, code.recon.points) and np.array_equal(dec.colors, code.recon.colors)
+    # a record that claims two predicted layers in a one-layer stream is refused, not mis-decoded
+    frame1 = dict(read_frame(data, entries[1]))
+    frame1["gof"] = replace(GofRecord.unpack(frame1["gof"]), mode=MODE_REF_LAYERS).pack()
+    state = {}
+    codec.decode_frame(read_frame(data, entries[0]), header, state)
+    with pytest.raises(BitstreamError, match="two texture layers for a stream with 1"):
+        codec.decode_frame(frame1, header, state)
 
 
 def test_hints_identical_on_both_sides(coded):
@@ -262,8 +285,9 @@ def test_colour_prediction_does_not_depend_on_threads():
     assert np.array_equal(one[pick], _brute_prediction(cur_pts[pick], prev_pts, prev_col))
 
 
-def test_atlas_prediction_equals_the_two_layer_t0():
-    # predict_atlas predicts only the points T0 reads; T0 must equal that of all points in two layers
+def test_atlas_prediction_equals_the_two_layer_images():
+    # one layer: only the points T0 reads are predicted; T0 must equal that of all points in two
+    # layers, and two layers must give exactly the T0 / T1 the encoder builds from predicted colours
     rng = np.random.default_rng(13)
     ys, xs = np.divmod(np.arange(32 * 32), 32)
     ys, xs = np.r_[ys, ys[::3]], np.r_[xs, xs[::3]]
@@ -276,10 +300,17 @@ def test_atlas_prediction_equals_the_two_layer_t0():
     prev = _frame(prev_pts, ys[::2], xs[::2], np.zeros(len(prev_pts), np.int64),
                   colors=rng.integers(0, 256, (len(prev_pts), 3)).astype(np.uint8))
     meta = SimpleNamespace(width=32, height=32)
-    got = predict_atlas(meta, cur, prev, 2, 40)
     col = predict_colors(cur.points, prev.points, prev.colors)
-    want = atlas_frames(meta, col, ys, xs, slot, len(raw), 2, height=40)[0][0]
-    assert len(got) == 3 and all(np.array_equal(g, w) for g, w in zip(got, want))
+    want = atlas_frames(meta, col, ys, xs, slot, len(raw), 2, height=40)[0]
+    got = predict_atlas(meta, cur, prev, 2, 40)
+    assert len(got) == 1 and all(np.array_equal(g, w) for g, w in zip(got[0], want[0]))
+    got = predict_atlas(meta, cur, prev, 2, 40, layers=2)
+    assert len(got) == 2
+    for g_layer, w_layer in zip(got, want):
+        assert len(g_layer) == 3 and all(np.array_equal(g, w) for g, w in zip(g_layer, w_layer))
+    assert not np.array_equal(got[0][0], got[1][0])  # the far points' own colours
+    with pytest.raises(ValueError, match="at most the texture layers"):
+        predict_atlas(meta, cur, prev, 1, 40, layers=2)
 
 
 def test_static_content_has_zero_motion():

@@ -86,3 +86,19 @@ def test_damaged_video_raises_bitstream_error():
     with pytest.raises(BitstreamError):
         decode_video(b"", "hevc", "gray", 64, 48, 2)
 
+
+
+def test_leading_reference_frames_take_the_reference_qp():
+    """``references=2`` codes frame 1 (a P-frame) at ``intra_qp`` too; with 1 only the I-frame is."""
+    rng = np.random.default_rng(3)
+    frames = [(rng.integers(0, 256, (64, 96)).astype(np.uint8),) for _ in range(3)]
+    err = {}
+    for refs in (1, 2):
+        spec = VideoSpec(qp=44, keyint=4, intra_qp=4, references=refs)
+        out = decode_video(encode_video(frames, spec), "hevc", "gray", 96, 64, 3)
+        err[refs] = [np.abs(o[0].astype(int) - f[0]).mean() for o, f in zip(out, frames)]
+    assert err[1][0] < 2 and err[2][0] < 2  # the I-frame at QP 4 either way
+    assert err[2][1] < 2 < err[1][1]  # frame 1: QP 4 with two references, QP 44 with one
+    assert err[2][2] > 2  # frame 2 at QP 44 either way
+    with pytest.raises(ValueError, match="references must be at least 1, got 0"):
+        VideoSpec(references=0)

@@ -14,16 +14,19 @@ start.
 
 Temporal padding: in frames after the first, the 8x8 blocks of a depth or colour image that the
 decoder never reads repeat the previous frame's pixels (or, for colour coded against a prediction,
-the prediction's): free skips for x265, where spatial padding would change with the neighbourhood
+their layer's prediction): free skips for x265, where spatial padding would change with the neighbourhood
 (:func:`imcodec.vpcc.padding.fill_from_previous`).
 
 Video modes (geometry and colour each): ``MODE_GOF``: the videos of all frames in one x265 GOP carried
 by the first frame (depth: D0/D1 of frame 0, then of frame 1, ...). ``MODE_REF``: the frame's own
 video coded as P-frames after a reference frame that both sides synthesise and that is never
 transmitted (:func:`imcodec.vpcc.video.encode_video_after`): for colour, the 3D motion-compensated
-prediction from frame t-1's decoded colours (:mod:`imcodec.vpcc.motion`, ``motion_hints``); for
-depth, frame t-1's decoded points projected into frame t's patches (``depth_prediction``, off by
-default). ``MODE_OWN``: the frame's own video without a reference (first frame, or when the reference
+prediction of T0 from frame t-1's decoded colours (:mod:`imcodec.vpcc.motion`, ``motion_hints``;
+one texture layer); for depth, frame t-1's decoded points projected into frame t's patches
+(``depth_prediction``, off by default). ``MODE_REF_LAYERS`` (colour, two texture layers): the same
+with four synthesised references: the predicted T0 and T1 (every point predicted, so that T1 too has
+its own layer's prediction), then frame t-1's decoded T0 and T1, so that x265 chooses per block between
+the 3D-motion prediction and its own motion search on frame t-1. ``MODE_OWN``: the frame's own video without a reference (first frame, or when the reference
 could not be reproduced). ``MODE_NONE``: no video (no colour, or no patches).
 """
 
@@ -65,8 +68,10 @@ from imcodec.vpcc.reconstruct import frame_colors, frame_geometry, occupied_pixe
 from imcodec.vpcc.video import VideoSpec, decode_video, decode_video_after, encode_video, encode_video_after
 
 GOF_COMPONENT = "gof"
-MODE_GOF, MODE_REF, MODE_OWN, MODE_NONE = 0, 1, 2, 3
+MODE_GOF, MODE_REF, MODE_OWN, MODE_NONE, MODE_REF_LAYERS = 0, 1, 2, 3, 4
 MAX_GOF = 1024
+# colour modes with synthesised references: how many predicted texture layers they use
+_REF_LAYERS = {MODE_REF: 1, MODE_REF_LAYERS: 2}
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ class GofRecord:
     def unpack(cls, data: bytes) -> "GofRecord":
         vals, pos = [], 0
         for what, limit in (("GOF index", MAX_GOF), ("GOF size", MAX_GOF), ("attribute height", 1 << 14),
-                            ("colour mode", MODE_NONE), ("geometry mode", MODE_NONE),
+                            ("colour mode", MODE_REF_LAYERS), ("geometry mode", MODE_NONE),
                             ("attribute QP", 51), ("geometry QP", 51), ("x265 preset", len(PRESETS) - 1),
                             ("threads", 256), ("colour reference QP", 51), ("depth reference QP", 51)):
             v, pos = get_varint(data, pos, limit, what)
@@ -244,10 +249,10 @@ def _code_geometry(metas, raws, maps, geo_in, comps_list, sp: StreamParams, cfg:
             data = None
             if k > 0 and len(decoded[k - 1].points):
                 ref = _depth_reference(meta, occ, owner, sp, decoded[k - 1].points, cfg.geometry_bits)
-                data = encode_video_after(ref, frames, rspec)
+                data = encode_video_after([ref], frames, rspec)
             if data is not None:
                 comps_list[k]["geometry_video"] = data
-                geo = decode_video_after(ref, data, rspec, width, height, layers)
+                geo = decode_video_after([ref], data, rspec, width, height, layers)
                 modes.append(MODE_REF)
             else:
                 comps_list[k]["geometry_video"] = encode_video(frames, spec)
@@ -301,16 +306,22 @@ def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr
             dec.colors = _colors(metas[k], dec, out[k * n_tex:(k + 1) * n_tex])
             modes.append(MODE_GOF)
         return modes
+    ref_mode = MODE_REF_LAYERS if n_tex == 2 else MODE_REF
+    out = None
     for k, (meta, dec) in enumerate(zip(metas, decoded)):
         data = None
         if k > 0 and not spec.intra and len(dec.points) and len(decoded[k - 1].points):
-            pred = predict_atlas(meta, dec, decoded[k - 1], n_tex, attr_height, cfg.threads)
-            data = encode_video_after(pred, [fill_from_previous(pred, a, masks[k]) for a in atlases[k]],
-                                      rspec)
+            preds = predict_atlas(meta, dec, decoded[k - 1], n_tex, attr_height, cfg.threads,
+                                  layers=_REF_LAYERS[ref_mode])
+            # unread blocks of T0 / T1 repeat their own layer's prediction
+            frames = [fill_from_previous(preds[min(i, len(preds) - 1)], a, masks[k])
+                      for i, a in enumerate(atlases[k])]
+            refs = _references(ref_mode, preds, out)
+            data = encode_video_after(refs, frames, rspec)
         if data is not None:
             comps_list[k]["attribute_video"] = data
-            out = decode_video_after(pred, data, rspec, meta.width, attr_height, n_tex)
-            modes.append(MODE_REF)
+            out = decode_video_after(refs, data, rspec, meta.width, attr_height, n_tex)
+            modes.append(ref_mode)
         else:
             comps_list[k]["attribute_video"] = encode_video(atlases[k], spec)
             out = decode_video(comps_list[k]["attribute_video"], "hevc", "yuv420p", meta.width,
@@ -318,6 +329,18 @@ def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr
             modes.append(MODE_OWN)
         dec.colors = _colors(meta, dec, out)
     return modes
+
+
+def _references(mode: int, preds: list, prev_pictures: list | None) -> list:
+    """Synthesised reference pictures of a colour video in ``mode``: the predicted T0 (MODE_REF), or
+    the predicted T0 and T1 followed by frame t-1's decoded T0 and T1 (MODE_REF_LAYERS), so that x265
+    chooses per block between the 3D-motion prediction and its own motion search on frame t-1."""
+    if mode == MODE_REF:
+        return list(preds)
+    if prev_pictures is None or len(prev_pictures) != 2 or prev_pictures[0][0].shape != preds[0][0].shape:
+        raise BitstreamError("V-PCC colour predicted from a previous frame without decoded colour pictures "
+                             "of the same size")
+    return list(preds) + list(prev_pictures)
 
 
 def _read_pixels(meta: FrameMeta, dec: DecodedFrame, height: int) -> np.ndarray:
@@ -362,7 +385,7 @@ def decode_gof_frame(components: dict[str, bytes], sp: StreamParams, state: dict
     gof = state.get("gof")
     if rec.index == 0:
         gof = {"size": rec.size, "next": 0, "geo": None, "geo_data": b"", "attr": None, "prev": None,
-               "occ": None, "meta": None}
+               "pictures": None, "occ": None, "meta": None}
     if gof is None or gof["next"] != rec.index or gof["size"] != rec.size:
         raise BitstreamError(f"V-PCC frame {rec.index} of a GOF of {rec.size} must be decoded after its "
                              f"predecessors (decode from the GOF's first frame)")
@@ -446,7 +469,7 @@ def _decode_geometry(data: bytes, rec: GofRecord, meta: FrameMeta, occ, owner, g
         bits = 10 if sp.geometry_pix_fmt == "gray10le" else 8
         ref = _depth_reference(meta, occ, owner, sp, prev.points, bits)
         spec = rec.spec(sp.geometry_codec, sp.geometry_pix_fmt, rec.geo_qp, rec.geo_ref_qp)
-        return decode_video_after(ref, data, spec, meta.width, meta.height, layers)
+        return decode_video_after([ref], data, spec, meta.width, meta.height, layers)
     if rec.geo_mode == MODE_OWN:
         return decode_video(data, sp.geometry_codec, sp.geometry_pix_fmt, meta.width, meta.height, layers,
                             threads)
@@ -460,6 +483,7 @@ def _decode_colors(components, rec: GofRecord, meta: FrameMeta, dec: DecodedFram
     if rec.mode == MODE_NONE:
         if data:
             raise BitstreamError("V-PCC GOF frame without colour carries an attribute video")
+        gof["pictures"] = None
         return None
     if len(dec.points) and rec.attr_height < meta.height + raw_rows(len(dec.points) - len(dec.ys), meta.width):
         raise BitstreamError(f"V-PCC GOF attribute height {rec.attr_height} is too small")
@@ -472,13 +496,17 @@ def _decode_colors(components, rec: GofRecord, meta: FrameMeta, dec: DecodedFram
         elif data:
             raise BitstreamError("V-PCC GOF frame after the first carries an attribute video")
         out = gof["attr"][rec.index * n_tex:(rec.index + 1) * n_tex]
-    elif rec.mode == MODE_REF:
+    elif rec.mode in _REF_LAYERS:
         prev = gof["prev"]
         if prev is None or prev.colors is None or len(prev.points) == 0 or len(dec.points) == 0:
             raise BitstreamError("V-PCC colour predicted from or for a frame without coloured points")
+        if _REF_LAYERS[rec.mode] > n_tex:
+            raise BitstreamError(f"V-PCC colour predicted in two texture layers for a stream with {n_tex}")
         spec = rec.spec("hevc", "yuv420p", rec.attr_qp, rec.attr_ref_qp)
-        pred = predict_atlas(meta, dec, prev, n_tex, rec.attr_height, threads)
-        out = decode_video_after(pred, data, spec, meta.width, rec.attr_height, n_tex)
+        preds = predict_atlas(meta, dec, prev, n_tex, rec.attr_height, threads, layers=_REF_LAYERS[rec.mode])
+        refs = _references(rec.mode, preds, gof.get("pictures"))
+        out = decode_video_after(refs, data, spec, meta.width, rec.attr_height, n_tex)
     else:
         out = decode_video(data, "hevc", "yuv420p", meta.width, rec.attr_height, n_tex, threads)
+    gof["pictures"] = out  # the next frame's references in MODE_REF_LAYERS
     return _colors(meta, dec, out)

@@ -11,7 +11,7 @@ of its points; raw points match any point). That dense correspondence gives
   plane, which predicts colour better than same-plane matches (:func:`predict_colors`), and the
   T0/T1 images are built from those colours exactly as the encoder builds the real ones (mean per
   pixel, push-pull padding, 4:2:0); the colour video of frame t is then coded as P-frames against
-  this prediction (see :mod:`imcodec.vpcc.inter`);
+  these predicted images (see :mod:`imcodec.vpcc.inter`);
 * block motion vectors (:func:`block_hints`): per ``block`` x ``block`` block of frame t's atlas the
   median over its occupied near-layer pixels of MV = (position of the matched point's pixel in frame
   t-1's atlas) - (pixel position in frame t's atlas), with a confidence: the share of those pixels
@@ -231,25 +231,30 @@ def _predict_kernel(cur, prev, col, lo, cell, dims, start, rmax, slope, out, mis
 
 
 def predict_atlas(meta, cur: DecodedFrame, prev: DecodedFrame, n_tex: int, height: int,
-                  threads: int | None = None) -> tuple[np.ndarray, ...]:
-    """Motion-compensated prediction of frame t's near-layer colour image T0 from frame t-1.
+                  threads: int | None = None, layers: int = 1) -> list[tuple[np.ndarray, ...]]:
+    """Motion-compensated prediction of frame t's colour images from frame t-1.
 
     meta: frame t's :class:`~imcodec.vpcc.metadata.FrameMeta`; height: the attribute video height.
-    Returns the predicted T0 (the reference of frame t's T0/T1) as a tuple of YUV 4:2:0 uint8 planes.
-    With two texture layers, only the points T0 reads (near-layer and raw points) are predicted.
+    Returns ``layers`` predicted images, each a tuple of YUV 4:2:0 uint8 planes: T0 (``layers=1``;
+    with two texture layers only the points T0 reads, near-layer and raw points, are predicted), or
+    T0 and T1 (``layers=2``, two texture layers only: every point predicted, the images built as the
+    encoder builds the real T0/T1). These are the synthesised references of frame t's colour video.
     """
     from imcodec.vpcc.encoder import atlas_frames
 
     if prev.colors is None:
         raise ValueError("colour prediction needs the previous frame's colours")
+    if layers not in (1, 2) or layers > n_tex:
+        raise ValueError(f"predicted layers must be 1 or 2 and at most the texture layers ({n_tex}), "
+                         f"got {layers}")
     k = len(cur.ys)
-    sel = np.flatnonzero(cur.slot == 0) if n_tex == 2 else np.arange(k)
+    sel = np.flatnonzero(cur.slot == 0) if n_tex == 2 and layers == 1 else np.arange(k)
     pts = np.concatenate([cur.points[sel], cur.points[k:]])
     col = predict_colors(pts, prev.points, prev.colors, threads)
-    # every selected point reads T0: one texture layer gives the same T0
-    frames, _ = atlas_frames(meta, col, cur.ys[sel], cur.xs[sel], cur.slot[sel], len(cur.points) - k, 1,
+    # with one layer every selected point reads T0: one texture layer gives the same T0
+    frames, _ = atlas_frames(meta, col, cur.ys[sel], cur.xs[sel], cur.slot[sel], len(cur.points) - k, layers,
                              height=height)
-    return frames[0]
+    return frames
 
 
 def block_hints(cur: DecodedFrame, prev: DecodedFrame, idx: np.ndarray, dist: np.ndarray,

@@ -62,6 +62,9 @@ class VideoSpec:
     keyint: GOP length (None: the number of frames coded, or 1 with ``intra``).
     intra_qp: QP of the I-frame (None: ``qp``); used for reference frames that are synthesised by
       both sides and never transmitted (see :func:`encode_video_after`).
+    references: with ``intra_qp``, how many leading frames are coded at it: the I-frame and the
+      P-frames after it up to frame ``references - 1`` (an x265 zone; its end frame is exclusive), so that a stream can start with
+      more than one synthesised reference picture.
     """
 
     codec: str = "hevc"
@@ -72,6 +75,7 @@ class VideoSpec:
     threads: int = 1
     keyint: int | None = None
     intra_qp: int | None = None
+    references: int = 1
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -80,6 +84,8 @@ class VideoSpec:
             raise ValueError(f"pixel format must be one of {tuple(PIX_FMTS)}, got {self.pix_fmt!r}")
         if not 0 <= self.qp <= 51:
             raise ValueError(f"QP must be in 0..51, got {self.qp}")
+        if self.references < 1:
+            raise ValueError(f"references must be at least 1, got {self.references}")
 
 
 # ------------------------------------------------------------------------------------ processes
@@ -241,6 +247,8 @@ def encode_video(frames: list[tuple[np.ndarray, ...]], spec: VideoSpec) -> bytes
                   "lossless=1" if spec.codec == "hevc_lossless" else f"qp={spec.qp}"]
         if spec.codec == "hevc":
             params += LOSSY_RDO
+        if spec.intra_qp is not None and spec.references > 1:
+            params.append(f"zones=1,{spec.references},q={spec.intra_qp}")  # end exclusive
         out = src.output("pipe:", format="hevc", vcodec="libx265", preset=spec.preset, tune="psnr",
                          pix_fmt=spec.pix_fmt, **{"x265-params": ":".join(params)})
     cmd = out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=binary)
@@ -279,58 +287,64 @@ def decode_video(data: bytes, codec: str, pix_fmt: str, width: int, height: int,
 
 # ------------------------------------------------------------------- synthesised reference frames
 
-_VCL_NON_IRAP = range(0, 16)  # HEVC NAL unit types of non-IRAP slices (TRAIL, TSA, STSA, RADL, RASL)
+_VCL = range(0, 32)  # HEVC NAL unit types of slices (VCL NAL units)
 
 
-def _split_at_first_inter_slice(data: bytes) -> int:
-    """Byte offset of the first non-IRAP slice NAL unit (its start code) in an Annex-B stream, or
-    len(data) when there is none."""
-    pos = 0
+def _split_at_picture(data: bytes, n: int) -> int:
+    """Byte offset of the start code of the ``n``-th (0-based) slice NAL unit of an Annex-B stream
+    (x265 codes one slice per picture, so: where picture ``n`` starts), or len(data) when there
+    are not that many."""
+    pos, seen = 0, 0
     while True:
         k = data.find(b"\x00\x00\x01", pos)
         if k < 0 or k + 3 >= len(data):
             return len(data)
-        start = k - 1 if k > 0 and data[k - 1] == 0 else k
-        if (data[k + 3] >> 1) & 0x3F in _VCL_NON_IRAP:
-            return start
+        if (data[k + 3] >> 1) & 0x3F in _VCL:
+            if seen == n:
+                return k - 1 if k > 0 and data[k - 1] == 0 else k
+            seen += 1
         pos = k + 3
 
 
-def _reference_spec(spec: VideoSpec, n_frames: int) -> VideoSpec:
+def _reference_spec(spec: VideoSpec, n_frames: int, n_refs: int) -> VideoSpec:
     if spec.codec != "hevc" or spec.intra:
         raise ValueError("reference synthesis needs lossy HEVC with inter frames")
+    if n_refs < 1:
+        raise ValueError("reference synthesis needs at least one reference picture")
     ref_qp = spec.intra_qp if spec.intra_qp is not None else min(spec.qp, 12)
     return VideoSpec(spec.codec, spec.pix_fmt, spec.qp, False, spec.preset, spec.threads,
-                     keyint=n_frames + 1, intra_qp=ref_qp)
+                     keyint=n_frames + n_refs, intra_qp=ref_qp, references=n_refs)
 
 
-def encode_video_after(reference: tuple[np.ndarray, ...], frames: list[tuple[np.ndarray, ...]],
+def encode_video_after(references: list[tuple[np.ndarray, ...]], frames: list[tuple[np.ndarray, ...]],
                        spec: VideoSpec) -> bytes | None:
-    """Code ``frames`` as P-frames predicted from ``reference``, which is not transmitted.
+    """Code ``frames`` as P-frames predicted from ``references``, which are not transmitted.
 
-    x265 through ffmpeg takes no external reference pictures, so the reference is coded as the
-    I-frame of the stream (at ``spec.intra_qp``, default min(qp, 12)) and its bytes are dropped: the
-    decoder, which can build the same reference, codes it again with the same deterministic settings
-    (:func:`decode_video_after`). Returns the bytes after the I-frame, or None when coding the
-    reference alone does not reproduce the same leading bytes (then the caller must code the frames
-    without it).
+    x265 through ffmpeg takes no external reference pictures, so the references are coded as the
+    first pictures of the stream (an I-frame, then P-frames; all at ``spec.intra_qp``, default
+    min(qp, 12)) and their bytes are dropped: the decoder, which can build the same references,
+    codes them again with the same deterministic settings (:func:`decode_video_after`). ``frames``
+    may use any of them (x265's reference list, the preset's ``ref`` pictures deep). Returns the
+    bytes after the references, or None when coding the references alone does not reproduce the
+    same leading bytes (then the caller must code the frames without them).
     """
-    rspec = _reference_spec(spec, len(frames))
-    full = encode_video([reference] + list(frames), rspec)
-    cut = _split_at_first_inter_slice(full)
-    prefix = encode_video([reference], rspec)
+    rspec = _reference_spec(spec, len(frames), len(references))
+    full = encode_video(list(references) + list(frames), rspec)
+    cut = _split_at_picture(full, len(references))
+    prefix = encode_video(list(references), rspec)
     if cut == len(full) or prefix != full[:cut]:
         return None
     return full[cut:]
 
 
-def decode_video_after(reference: tuple[np.ndarray, ...], data: bytes, spec: VideoSpec, width: int,
+def decode_video_after(references: list[tuple[np.ndarray, ...]], data: bytes, spec: VideoSpec, width: int,
                        height: int, n_frames: int) -> list[tuple[np.ndarray, ...]]:
-    """Inverse of :func:`encode_video_after`: the ``n_frames`` frames after the synthesised reference
+    """Inverse of :func:`encode_video_after`: the ``n_frames`` frames after the synthesised references
     (``spec`` must be the encoder's: codec, pixel format, QP, preset and threads)."""
     if not data:
         raise BitstreamError("empty video sub-stream")
-    prefix = encode_video([reference], _reference_spec(spec, n_frames))
-    frames = decode_video(prefix + data, spec.codec, spec.pix_fmt, width, height, n_frames + 1,
+    n_refs = len(references)
+    prefix = encode_video(list(references), _reference_spec(spec, n_frames, n_refs))
+    frames = decode_video(prefix + data, spec.codec, spec.pix_fmt, width, height, n_frames + n_refs,
                           spec.threads)
-    return frames[1:]
+    return frames[n_refs:]
