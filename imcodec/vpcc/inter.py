@@ -14,8 +14,8 @@ start.
 
 Temporal padding: in frames after the first, the 8x8 blocks of a depth or colour image that the
 decoder never reads repeat the previous frame's pixels (or, for colour coded against a prediction,
-their layer's prediction): free skips for x265, where spatial padding would change with the neighbourhood
-(:func:`imcodec.vpcc.padding.fill_from_previous`).
+their layer's prediction): free skips for x265, where spatial padding would change with the
+neighbourhood (:func:`imcodec.vpcc.padding.fill_from_previous`).
 
 Video modes (geometry and colour each): ``MODE_GOF``: the videos of all frames in one x265 GOP carried
 by the first frame (depth: D0/D1 of frame 0, then of frame 1, ...). ``MODE_REF``: the frame's own
@@ -25,9 +25,10 @@ prediction of T0 from frame t-1's decoded colours (:mod:`imcodec.vpcc.motion`, `
 one texture layer); for depth, frame t-1's decoded points projected into frame t's patches
 (``depth_prediction``, off by default). ``MODE_REF_LAYERS`` (colour, two texture layers): the same
 with four synthesised references: the predicted T0 and T1 (every point predicted, so that T1 too has
-its own layer's prediction), then frame t-1's decoded T0 and T1, so that x265 chooses per block between
-the 3D-motion prediction and its own motion search on frame t-1. ``MODE_OWN``: the frame's own video without a reference (first frame, or when the reference
-could not be reproduced). ``MODE_NONE``: no video (no colour, or no patches).
+its own layer's prediction), then frame t-1's decoded T0 and T1, so that x265 chooses per block
+between the 3D-motion prediction and its own motion search on frame t-1. ``MODE_OWN``: the frame's
+own video without a reference (first frame, or when the references could not be reproduced).
+``MODE_NONE``: no video (no colour, or no patches).
 """
 
 from __future__ import annotations

@@ -63,8 +63,8 @@ class VideoSpec:
     intra_qp: QP of the I-frame (None: ``qp``); used for reference frames that are synthesised by
       both sides and never transmitted (see :func:`encode_video_after`).
     references: with ``intra_qp``, how many leading frames are coded at it: the I-frame and the
-      P-frames after it up to frame ``references - 1`` (an x265 zone; its end frame is exclusive), so that a stream can start with
-      more than one synthesised reference picture.
+      P-frames after it up to frame ``references - 1`` (an x265 zone, whose end frame is exclusive),
+      so that a stream can start with more than one synthesised reference picture.
     """
 
     codec: str = "hevc"
