@@ -1,7 +1,7 @@
 """V-PCC sequences on ../shared/data: all-intra vs GOF inter coding vs GOF with 3D-motion colour hints.
 
     python benchmarks/vpcc_inter.py [--sequences soldier,basketball] [--rates r1,r2,r3,r4,r5]
-                                    [--threads 2] [--keep-others]
+                                    [--threads 2] [--keep-others] [--hint-refs all|predicted|t0]
                                     # writes benchmarks/results/vpcc_inter.json
 
 Sequences: soldier 0536-0538 (geometry only), basketball 1-2 (colour) and, with
@@ -183,12 +183,16 @@ def main() -> None:
     ap.add_argument("--sequences", default="soldier,basketball")
     ap.add_argument("--rates", default="r1,r2,r3,r4,r5")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hint-refs", default="all", choices=("all", "predicted", "t0"),
+                    help="references of the gof_hints runs (other than all: writes vpcc_inter_hint_refs_X.json)")
     ap.add_argument("--keep-others", action="store_true",
                     help="keep the entries of sequences not run now from the existing results file")
     args = ap.parse_args()
     require_data()
     out: dict = {"rates": args.rates.split(","), "targets": TARGETS, "sequences": {}}
-    old = RESULTS / "vpcc_inter.json"
+    result_name = "vpcc_inter" if args.hint_refs == "all" else f"vpcc_inter_hint_refs_{args.hint_refs}"
+    out["hint_refs"] = args.hint_refs
+    old = RESULTS / f"{result_name}.json"
     if args.keep_others and old.is_file():
         prev = json.loads(old.read_text())
         for name, entry in prev.get("sequences", {}).items():
@@ -201,7 +205,9 @@ def main() -> None:
         for rate in args.rates.split(","):
             for s in settings:
                 peak = float((1 << SYNTH[name]["bits"]) - 1) if name in SYNTH else 1023.0
-                r = run_setting(clouds, normals, {**SETTINGS[s], "rate": rate, "threads": args.threads}, peak)
+                extra = {"hint_refs": args.hint_refs} if s == "gof_hints" else {}
+                r = run_setting(clouds, normals, {**SETTINGS[s], **extra, "rate": rate, "threads": args.threads},
+                                peak)
                 rows[s][rate] = r
                 print(f"{name} {rate} {s}: total {r['total_bpp']:.4f} bpp geometry {r['geometry_bpp']:.4f} "
                       f"attribute {r['attribute_bpp']:.4f} D1 {r['d1_psnr']:.2f} dB"
@@ -235,7 +241,7 @@ def main() -> None:
                                                                      "total_bpp", "y_psnr")
         print(name, {k: v for k, v in entry.items() if k not in ("rows",)}, flush=True)
         out["sequences"][name] = entry
-    write_result("vpcc_inter", out)
+    write_result(result_name, out)
 
 
 if __name__ == "__main__":

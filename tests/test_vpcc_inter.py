@@ -10,14 +10,14 @@ import pytest
 
 from imcodec import api
 from imcodec.codecs import get_codec
-from imcodec.errors import BitstreamError, InputError
+from imcodec.errors import BitstreamError, InputError, UsageError
 from imcodec.io.bitstream import StreamWriter, parse_stream, read_frame
 from imcodec.io.hints import read_hints
 from imcodec.io.ply import read_ply, write_ply
 from imcodec.synth import make_sequence
 from imcodec.types import PointCloud
 from imcodec.vpcc.gofpack import match_patches
-from imcodec.vpcc.inter import MODE_OWN, MODE_REF, MODE_REF_LAYERS, GofRecord, check_sequence
+from imcodec.vpcc.inter import MODE_OWN, MODE_REF, MODE_REF_LAYERS, MODE_REF_PREDICTED, GofRecord, check_sequence
 from imcodec.metrics.parallel import CHUNK
 from imcodec.vpcc.encoder import atlas_frames
 from imcodec.vpcc.motion import DecodedFrame, block_hints, correspond, predict_atlas, predict_colors
@@ -103,17 +103,24 @@ def test_hints_cut_colour_bits(coded):
     assert [GofRecord.unpack(c.components["gof"]).mode for c in coded[True][0]] == [MODE_OWN] + [MODE_REF_LAYERS] * 2
 
 
-def test_one_texture_layer_predicts_t0_only(seq):
-    """With one texture layer the colour video follows one synthesised reference (MODE_REF, the
-    format of streams made before MODE_REF_LAYERS), and the decoder still reproduces the encoder."""
-    codes, data, _ = _code(seq, motion_hints=True, attribute_layers=1)
-    assert [GofRecord.unpack(c.components["gof"]).mode for c in codes] == [MODE_OWN, MODE_REF, MODE_REF]
+def _decodes_to_recon(codes, data):
+    """Decode every frame of ``data`` in order, checking each against the encoder's reconstruction;
+    returns (codec, header, entries)."""
     codec = get_codec("vpcc")
     header, entries = parse_stream(data)
     state: dict = {}
     for code, entry in zip(codes, entries):
         dec = codec.decode_frame(read_frame(data, entry), header, state)
         assert np.array_equal(dec.points, code.recon.points) and np.array_equal(dec.colors, code.recon.colors)
+    return codec, header, entries
+
+
+def test_one_texture_layer_predicts_t0_only(seq):
+    """With one texture layer the colour video follows one synthesised reference (MODE_REF, the
+    format of streams made before MODE_REF_LAYERS), and the decoder still reproduces the encoder."""
+    codes, data, _ = _code(seq, motion_hints=True, attribute_layers=1)
+    assert [GofRecord.unpack(c.components["gof"]).mode for c in codes] == [MODE_OWN, MODE_REF, MODE_REF]
+    codec, header, entries = _decodes_to_recon(codes, data)
     # a record that claims two predicted layers in a one-layer stream is refused, not mis-decoded
     frame1 = dict(read_frame(data, entries[1]))
     frame1["gof"] = replace(GofRecord.unpack(frame1["gof"]), mode=MODE_REF_LAYERS).pack()
@@ -121,6 +128,26 @@ def test_one_texture_layer_predicts_t0_only(seq):
     codec.decode_frame(read_frame(data, entries[0]), header, state)
     with pytest.raises(BitstreamError, match="two texture layers for a stream with 1"):
         codec.decode_frame(frame1, header, state)
+
+
+@pytest.mark.parametrize("refs, mode", [("predicted", MODE_REF_PREDICTED), ("t0", MODE_REF)])
+def test_smaller_reference_sets_round_trip(seq, refs, mode):
+    """--hint-refs predicted / t0 code later frames against fewer synthesised references (t0: the
+    one-reference format of streams made before MODE_REF_LAYERS, now with two texture layers) and
+    decode to the encoder's reconstruction."""
+    codes, data, _ = _code(seq, motion_hints=True, hint_refs=refs)
+    assert [GofRecord.unpack(c.components["gof"]).mode for c in codes] == [MODE_OWN, mode, mode]
+    _decodes_to_recon(codes, data)
+
+
+def test_hint_refs_option_is_checked():
+    from imcodec.vpcc.config import config_from_options
+
+    assert config_from_options({"hint_refs": "Predicted"}).hint_refs == "predicted"
+    with pytest.raises(UsageError, match="--hint-refs must be one of all, predicted, t0, got 'some'"):
+        config_from_options({"hint_refs": "some"})
+    with pytest.raises(UsageError, match="needs --motion-hints on"):
+        config_from_options({"motion_hints": "off", "hint_refs": "all"})
 
 
 def test_hints_identical_on_both_sides(coded):
@@ -496,6 +523,13 @@ def test_cli_gof_motion_hints_and_motion_command(tmp_path, run_cli):
     assert code == 2
     code, _, err = run_cli("encode", src, "-o", tmp_path / "t.imc", "--codec", "vpcc", "--gof", "0")
     assert code == 2 and "--gof" in err
+    code, out, err = run_cli("encode", src, "-o", tmp_path / "h.imc", "--codec", "vpcc", "--hint-refs", "t0",
+                             "--json")
+    assert code == 0, err
+    code, _, err = run_cli("encode", src, "-o", tmp_path / "t.imc", "--codec", "vpcc", "--motion-hints", "off",
+                           "--hint-refs", "t0")
+    assert code == 2 and "--hint-refs t0 needs --motion-hints on" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t.imc").exists()
     code, out, err = run_cli("motion", src, "--out", tmp_path / "mo", "--json")
     assert code == 0, err
     assert [r["frame"] for r in json.loads(out)["frames"]] == [1]

@@ -25,6 +25,12 @@ class OnOff(str, Enum):
     off = "off"
 
 
+class HintRefs(str, Enum):
+    all = "all"
+    predicted = "predicted"
+    t0 = "t0"
+
+
 @app.command()
 def encode(
     src: Annotated[str, typer.Argument(help="Input PLY, or a sequence (directory, glob, %04d pattern); all frames go into one stream.")],
@@ -41,6 +47,7 @@ def encode(
     keep_intermediate: Annotated[Optional[Path], typer.Option("--keep-intermediate", help="V-PCC: keep the intermediate images/videos in this directory.")] = None,
     gof: Annotated[Optional[int], typer.Option("--gof", help="Frames per group, 1 = all intra (V-PCC default 32; octree default 8: later frames' geometry coded against the previous frame).")] = None,
     motion_hints: Annotated[Optional[OnOff], typer.Option("--motion-hints", help="V-PCC: code colour against the 3D motion-compensated prediction (default on).")] = None,
+    hint_refs: Annotated[Optional[HintRefs], typer.Option("--hint-refs", help="V-PCC with motion hints: the references of a later frame's colour video: all (default: predicted T0/T1 and the previous frame's T0/T1; fewest bits), predicted (T0/T1) or t0 (fastest decoding).")] = None,
     restore_hint: Annotated[bool, typer.Option("--restore-hint", help="V-PCC: send each frame's best keep ratios for decode --restore, plain and after --denoise-depth (4 bytes; runs the restore network twice at the encoder, 45-60 s per 800k-point frame).")] = False,
     restore_weights: Annotated[Optional[Path], typer.Option("--restore-weights", help="Artifact-removal weights for --restore-hint (default: the shipped ones).")] = None,
     start: FramesStart = None,
@@ -54,7 +61,8 @@ def encode(
                "lossless_color": lossless_color or None, "bit_depth": bits,
                "rate": rate.value if rate is not None else None, "geometry_qp": geometry_qp,
                "attribute_qp": attribute_qp, "keep_intermediate": keep_intermediate, "gof": gof,
-               "motion_hints": motion_hints.value if motion_hints is not None else None}
+               "motion_hints": motion_hints.value if motion_hints is not None else None,
+               "hint_refs": hint_refs.value if hint_refs is not None else None}
     result = _with_progress("encoding frames", lambda update:
         api.encode(src, output, codec=codec, options=options, start=start, count=count, progress=update,
                    restore_hint=restore_hint, restore_weights=restore_weights))

@@ -23,6 +23,8 @@ def ctc_rate_of(geometry_qp: int) -> str | None:
 STREAM_VERSION = 3  # 3: + geometry QP (the depth denoiser's tables depend on it); 2 is still read
 X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
+# synthesised references of hinted colour videos, most bits saved (and slowest to decode) first
+HINT_REFS = ("all", "predicted", "t0")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class VpccConfig:
       see :mod:`imcodec.vpcc.inter`).
     motion_hints: in a GOF, code each later frame's colour video against the 3D motion-compensated
       prediction from the previous decoded frame (:mod:`imcodec.vpcc.motion`).
+    hint_refs: with motion_hints and two texture layers, the synthesised references of a later
+      frame's colour video (:data:`HINT_REFS`): "all" (default) the predicted T0 and T1 and the previous
+      frame's decoded T0 and T1, "predicted" the predicted T0 and T1, "t0" the predicted T0 only; fewer
+      references decode faster and cost more colour bits (README, V-PCC sequences).
     depth_prediction: with motion_hints, also code each later frame's depth video against the
       previous decoded points projected into its patches (off: on soldier 0536-0538 at r3 it cost
       about 25% more depth-video bits than the GOF's own inter coding).
@@ -101,11 +107,14 @@ class VpccConfig:
     keep_intermediate: str | None = None
     gof: int = 32
     motion_hints: bool = True
+    hint_refs: str = "all"
     depth_prediction: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.gof <= 1024:
             raise UsageError(f"--gof must be in 1..1024, got {self.gof}")
+        if self.hint_refs not in HINT_REFS:
+            raise UsageError(f"--hint-refs must be one of {', '.join(HINT_REFS)}, got {self.hint_refs!r}")
         if self.preset not in X265_PRESETS:
             raise UsageError(f"x265 preset must be one of {', '.join(X265_PRESETS)}, got {self.preset!r}")
         for name in ("geometry_qp", "attribute_qp"):
@@ -153,12 +162,13 @@ class VpccConfig:
 
 def config_from_options(options: dict[str, Any]) -> VpccConfig:
     """VpccConfig from CLI/API options (None = not given): rate, geometry_qp, attribute_qp (alias
-    attr_qp), lossless, keep_intermediate, threads, gof, motion_hints (bool or "on"/"off"); QPs given explicitly override the rate's. With
+    attr_qp), lossless, keep_intermediate, threads, gof, motion_hints (bool or "on"/"off"), hint_refs
+    (one of :data:`HINT_REFS`; needs motion hints); QPs given explicitly override the rate's. With
     lossless the rate only sets the attribute QP, and a geometry QP is a usage error."""
     from imcodec.codecs import reject_unsupported
 
     supported = {"rate", "geometry_qp", "attribute_qp", "attr_qp", "lossless", "keep_intermediate",
-                 "threads", "gof", "motion_hints"}
+                 "threads", "gof", "motion_hints", "hint_refs"}
     reject_unsupported("vpcc", options, supported)
     if options.get("lossless") and options.get("geometry_qp") is not None:
         raise UsageError("--lossless and --geometry-qp exclude each other (lossless geometry has no QP)")
@@ -194,6 +204,10 @@ def config_from_options(options: dict[str, Any]) -> VpccConfig:
                 raise UsageError(f"--motion-hints must be on or off, got {hints!r}")
             hints = hints.lower() == "on"
         cfg = replace(cfg, motion_hints=bool(hints))
+    if options.get("hint_refs") is not None:
+        if not cfg.motion_hints:
+            raise UsageError(f"--hint-refs {options['hint_refs']} needs --motion-hints on")
+        cfg = replace(cfg, hint_refs=str(options["hint_refs"]).lower())
     if options.get("threads") is not None:
         threads = int(options["threads"])
         if threads < 1:

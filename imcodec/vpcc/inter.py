@@ -26,7 +26,9 @@ one texture layer); for depth, frame t-1's decoded points projected into frame t
 (``depth_prediction``, off by default). ``MODE_REF_LAYERS`` (colour, two texture layers): the same
 with four synthesised references: the predicted T0 and T1 (every point predicted, so that T1 too has
 its own layer's prediction), then frame t-1's decoded T0 and T1, so that x265 chooses per block
-between the 3D-motion prediction and its own motion search on frame t-1. ``MODE_OWN``: the frame's
+between the 3D-motion prediction and its own motion search on frame t-1 (``hint_refs="all"``, the
+default); ``MODE_REF_PREDICTED``: the predicted T0 and T1 only (``hint_refs="predicted"``;
+``hint_refs="t0"`` gives ``MODE_REF``). ``MODE_OWN``: the frame's
 own video without a reference (first frame, or when the references could not be reproduced).
 ``MODE_NONE``: no video (no colour, or no patches).
 """
@@ -69,10 +71,12 @@ from imcodec.vpcc.reconstruct import frame_colors, frame_geometry, occupied_pixe
 from imcodec.vpcc.video import VideoSpec, decode_video, decode_video_after, encode_video, encode_video_after
 
 GOF_COMPONENT = "gof"
-MODE_GOF, MODE_REF, MODE_OWN, MODE_NONE, MODE_REF_LAYERS = 0, 1, 2, 3, 4
+MODE_GOF, MODE_REF, MODE_OWN, MODE_NONE, MODE_REF_LAYERS, MODE_REF_PREDICTED = 0, 1, 2, 3, 4, 5
 MAX_GOF = 1024
 # colour modes with synthesised references: how many predicted texture layers they use
-_REF_LAYERS = {MODE_REF: 1, MODE_REF_LAYERS: 2}
+_REF_LAYERS = {MODE_REF: 1, MODE_REF_LAYERS: 2, MODE_REF_PREDICTED: 2}
+# VpccConfig.hint_refs -> the colour mode of a hinted frame with two texture layers
+_HINT_MODES = {"all": MODE_REF_LAYERS, "predicted": MODE_REF_PREDICTED, "t0": MODE_REF}
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class GofRecord:
     def unpack(cls, data: bytes) -> "GofRecord":
         vals, pos = [], 0
         for what, limit in (("GOF index", MAX_GOF), ("GOF size", MAX_GOF), ("attribute height", 1 << 14),
-                            ("colour mode", MODE_REF_LAYERS), ("geometry mode", MODE_NONE),
+                            ("colour mode", MODE_REF_PREDICTED), ("geometry mode", MODE_NONE),
                             ("attribute QP", 51), ("geometry QP", 51), ("x265 preset", len(PRESETS) - 1),
                             ("threads", 256), ("colour reference QP", 51), ("depth reference QP", 51)):
             v, pos = get_varint(data, pos, limit, what)
@@ -307,7 +311,7 @@ def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr
             dec.colors = _colors(metas[k], dec, out[k * n_tex:(k + 1) * n_tex])
             modes.append(MODE_GOF)
         return modes
-    ref_mode = MODE_REF_LAYERS if n_tex == 2 else MODE_REF
+    ref_mode = _HINT_MODES[cfg.hint_refs] if n_tex == 2 else MODE_REF
     out = None
     for k, (meta, dec) in enumerate(zip(metas, decoded)):
         data = None
@@ -333,10 +337,11 @@ def _code_colors(prepared, metas, decoded, comps_list, sp, cfg: VpccConfig, attr
 
 
 def _references(mode: int, preds: list, prev_pictures: list | None) -> list:
-    """Synthesised reference pictures of a colour video in ``mode``: the predicted T0 (MODE_REF), or
-    the predicted T0 and T1 followed by frame t-1's decoded T0 and T1 (MODE_REF_LAYERS), so that x265
-    chooses per block between the 3D-motion prediction and its own motion search on frame t-1."""
-    if mode == MODE_REF:
+    """Synthesised reference pictures of a colour video in ``mode``: the predicted T0 (MODE_REF), the
+    predicted T0 and T1 (MODE_REF_PREDICTED), or those followed by frame t-1's decoded T0 and T1
+    (MODE_REF_LAYERS), so that x265 chooses per block between the 3D-motion prediction and its own
+    motion search on frame t-1."""
+    if mode != MODE_REF_LAYERS:
         return list(preds)
     if prev_pictures is None or len(prev_pictures) != 2 or prev_pictures[0][0].shape != preds[0][0].shape:
         raise BitstreamError("V-PCC colour predicted from a previous frame without decoded colour pictures "
