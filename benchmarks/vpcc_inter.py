@@ -41,6 +41,7 @@ from imcodec.io.bitstream import StreamWriter, parse_stream, read_frame  # noqa:
 from imcodec.io.ply import read_ply  # noqa: E402
 from imcodec.metrics.bdrate import bd_rate  # noqa: E402
 from imcodec.metrics.psnr import compute_metrics  # noqa: E402
+from imcodec.vpcc.config import HINT_REFS  # noqa: E402
 
 SEQUENCES = {"soldier": (SOLDIER, {0: "reference/soldier0536_normals.ply"}),
              "basketball": (BASKETBALL, {0: "reference/basketball1_normals.ply"})}
@@ -183,7 +184,7 @@ def main() -> None:
     ap.add_argument("--sequences", default="soldier,basketball")
     ap.add_argument("--rates", default="r1,r2,r3,r4,r5")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--hint-refs", default="all", choices=("all", "predicted", "t0"),
+    ap.add_argument("--hint-refs", default="all", choices=HINT_REFS,
                     help="references of the gof_hints runs (other than all: writes vpcc_inter_hint_refs_X.json)")
     ap.add_argument("--keep-others", action="store_true",
                     help="keep the entries of sequences not run now from the existing results file")
